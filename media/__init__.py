@@ -1,0 +1,1 @@
+"""The WebRTC relay: one peer connection per participant, RTP forwarded, never transcoded."""

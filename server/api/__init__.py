@@ -1,0 +1,10 @@
+"""The HTTP API: thin handlers that decode, call one service, and encode. Access checks live in ``server.policy``."""
+
+from __future__ import annotations
+
+from server.api import accounts, health, institutions, openapi, web
+from server.api.routes import Route
+
+
+def all_routes() -> list[Route]:
+    return [*web.ROUTES, *health.ROUTES, *openapi.ROUTES, *accounts.ROUTES, *institutions.ROUTES]

@@ -1,0 +1,23 @@
+"""The browser client, served from ``web_client/`` as plain files: nothing to build at run time."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server import keys
+from server.api.routes import Route
+
+
+async def index(request: web.Request) -> web.FileResponse:
+    response = web.FileResponse(request.app[keys.SETTINGS].web_client_dir / "index.html")
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+ROUTES = [
+    Route("GET", "/", index, "The web client", "web", auth="public", content_type="text/html"),
+]
+
+
+def add_static(app: web.Application) -> None:
+    app.router.add_static("/static/", app[keys.SETTINGS].web_client_dir, name="static", append_version=False)

@@ -1,0 +1,1 @@
+"""Persistence: engine construction, models and repositories (the only modules that hold SQL)."""

@@ -1,0 +1,47 @@
+"""Engines and sessions for SQLite (aiosqlite) and PostgreSQL (asyncpg), with the same code on both."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import event
+from sqlalchemy.engine import Connection
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import ConnectionPoolEntry
+
+SessionFactory = async_sessionmaker[AsyncSession]
+
+
+def make_engine(database_url: str, schema: str | None = None, *, pool_size: int = 10) -> AsyncEngine:
+    """One engine per process. SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL an optional schema."""
+    if database_url.startswith("sqlite"):
+        engine = create_async_engine(database_url, connect_args={"timeout": 30})
+        event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
+        return engine
+    connect_args: dict[str, Any] = {}
+    if schema:
+        connect_args["server_settings"] = {"search_path": schema}
+    return create_async_engine(
+        database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
+    )
+
+
+def make_session_factory(engine: AsyncEngine) -> SessionFactory:
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+    # aiosqlite's default isolation makes pysqlite issue BEGIN itself; take that over so BEGIN IMMEDIATE below
+    # serialises writers up front instead of failing them with "database is locked" at their first write.
+    dbapi_connection.isolation_level = None
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def _sqlite_begin_immediate(connection: Connection) -> None:
+    connection.exec_driver_sql("BEGIN IMMEDIATE")

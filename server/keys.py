@@ -1,0 +1,24 @@
+"""Typed application state: what ``create_app`` builds and handlers read. No module holds these globally."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+from aiohttp import web
+
+from redis.asyncio import Redis
+
+from server.db.engine import SessionFactory
+from server.ratelimit import RateLimiter
+from server.security import Passwords, TokenSigner
+from server.settings import Settings
+
+SETTINGS = web.AppKey("settings", Settings)
+ENGINE = web.AppKey("engine", AsyncEngine)
+DB = web.AppKey("db", SessionFactory)
+LIMITER = web.AppKey("limiter", RateLimiter)
+PASSWORDS = web.AppKey("passwords", Passwords)
+SIGNER = web.AppKey("signer", TokenSigner)
+REDIS = web.AppKey("redis", Redis)
+OPENAPI = web.AppKey("openapi", dict[str, Any])
