@@ -16,7 +16,7 @@ from aiohttp import web
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rooms.errors import DomainError
+from rooms.errors import DomainError, NotFound
 from server import policy
 from server.api import all_routes
 from server.api.openapi import build_document
@@ -139,7 +139,7 @@ def _institution_create(settings: Settings, args: argparse.Namespace) -> int:
     async def create(db: AsyncSession) -> int:
         owner = await users_db.get_user_by_email(db, args.owner)
         if owner is None:
-            raise accounts.NotFound(f"no account with email {args.owner}", code="unknown_user")
+            raise NotFound(f"no account with email {args.owner}", code="unknown_user")
         # The command line acts with site-admin authority on the owner's behalf.
         actor = policy.Actor(user_id=owner.id, is_site_admin=True)
         view = await institutions.create(db, actor, name=body.name, owner_id=owner.id)

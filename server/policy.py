@@ -73,12 +73,18 @@ def check_institution_member_change(
         check_institution(actor, actor_role, InstitutionAction.VIEW)  # anyone may leave
     else:
         check_institution(actor, actor_role, InstitutionAction.MANAGE_MEMBERS)
-        allowed = frozenset(InstitutionRole) if actor.is_site_admin else _MANAGEABLE.get(actor_role, frozenset())
+        allowed = _manageable_by(actor, actor_role)
         for role in (current, new):
             if role is not None and role not in allowed:
                 raise Forbidden(f"an institution {actor_role} may not manage {role.value}s")
     if current is InstitutionRole.OWNER and new is not InstitutionRole.OWNER and owners <= 1:
         raise Conflict("an institution keeps at least one owner; add another owner first", code="last_owner")
+
+
+def _manageable_by(actor: Actor, role: InstitutionRole | None) -> frozenset[InstitutionRole]:
+    if actor.is_site_admin:
+        return frozenset(InstitutionRole)
+    return _MANAGEABLE.get(role, frozenset()) if role is not None else frozenset()
 
 
 def check_set_verified(actor: Actor, *, administers_user: bool) -> None:

@@ -49,7 +49,8 @@ def build_document(routes: Sequence[Route], version: str) -> dict[str, Any]:
         if parameters:
             operation["parameters"] = parameters
         if route.body is not None:
-            operation["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref(route.body, "in")}}}
+            body_schema = {"schema": ref(route.body, "in")}
+            operation["requestBody"] = {"required": True, "content": {"application/json": body_schema}}
         if route.auth == "user":
             operation["security"] = [{"bearer": []}, {"cookie": []}]
         paths.setdefault(route.path, {})[route.method.lower()] = operation

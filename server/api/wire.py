@@ -53,7 +53,7 @@ HTTP_STATUS: dict[type[DomainError], int] = {
 def http_status(error: DomainError) -> int:
     for cls in type(error).__mro__:
         if cls in HTTP_STATUS:
-            return HTTP_STATUS[cls]  # type: ignore[index]
+            return HTTP_STATUS[cls]
     return 400
 
 
