@@ -6,6 +6,7 @@ DomainError
 ├── Forbidden           the identity is known and may not do this
 ├── NotFound            no such thing, or the caller may not know it exists
 ├── Conflict            the request collides with the current state (duplicate, already done)
+├── Gone                it existed and no longer works (a spent, expired or revoked invite)
 ├── RateLimited         too many requests; ``retry_after`` seconds until the next is allowed
 └── PayloadTooLarge     the body is over the configured limit
 
@@ -57,6 +58,11 @@ class NotFound(DomainError):
 class Conflict(DomainError):
     code = "conflict"
     default_message = "this conflicts with the current state"
+
+
+class Gone(DomainError):
+    code = "gone"
+    default_message = "this no longer works"
 
 
 class RateLimited(DomainError):

@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="apply migrations and run the server",
                                 description="Apply pending migrations, then serve HTTP and Socket.IO.")
     serve.add_argument("--host", help="listen address (default QUANZI_HOST or 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="listen port (default QUANZI_PORT or 8080)")
+    serve.add_argument("--port", type=_port, help="listen port (default QUANZI_PORT or 8080)")
     serve.set_defaults(run=_serve)
 
     migrate = commands.add_parser("migrate", help="bring the database schema up to date",
@@ -89,8 +89,19 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _port(raw: str) -> int:
+    try:
+        port = int(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a port number") from None
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not between 1 and 65535")
+    return port
+
+
 def _serve(settings: Settings, args: argparse.Namespace) -> int:
-    settings = replace(settings, host=args.host or settings.host, port=args.port or settings.port)
+    settings = replace(settings, host=args.host if args.host is not None else settings.host,
+                       port=args.port if args.port is not None else settings.port)
     asyncio.run(_apply_migrations(settings))
     print(f"Quanzi {VERSION} on {settings.public_origin}/ (database: {_describe(settings)})", flush=True)
     web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None,

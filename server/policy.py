@@ -8,10 +8,11 @@ existence does not leak; otherwise it is ``Forbidden``.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from rooms.errors import Conflict, Forbidden, NotFound
-from server.db.models import InstitutionRole
+from rooms.errors import Conflict, DomainError, Forbidden, NotAuthenticated, NotFound
+from server.db.models import CircleRole, InstitutionRole, JoinPolicy, Visibility
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +23,7 @@ class Actor:
 
 class SiteAction(enum.StrEnum):
     CREATE_INSTITUTION = "create_institution"
+    CREATE_CIRCLE = "create_circle"
     GRANT_SITE_ADMIN = "grant_site_admin"
 
 
@@ -29,12 +31,14 @@ class InstitutionAction(enum.StrEnum):
     VIEW = "view"
     RENAME = "rename"
     MANAGE_MEMBERS = "manage_members"
+    CREATE_CIRCLE = "create_circle"
 
 
 _INSTITUTION_RULES: dict[InstitutionAction, frozenset[InstitutionRole]] = {
     InstitutionAction.VIEW: frozenset(InstitutionRole),
     InstitutionAction.RENAME: frozenset({InstitutionRole.OWNER, InstitutionRole.ADMIN}),
     InstitutionAction.MANAGE_MEMBERS: frozenset({InstitutionRole.OWNER, InstitutionRole.ADMIN}),
+    InstitutionAction.CREATE_CIRCLE: frozenset({InstitutionRole.OWNER, InstitutionRole.ADMIN, InstitutionRole.TEACHER}),
 }
 
 # Which roles a manager may hand out or take away: admins run the teaching staff, owners run everything.
@@ -45,6 +49,8 @@ _MANAGEABLE: dict[InstitutionRole, frozenset[InstitutionRole]] = {
 
 
 def check_site(actor: Actor, action: SiteAction) -> None:
+    if action is SiteAction.CREATE_CIRCLE:
+        return  # any signed-in user may start a circle of their own
     if not actor.is_site_admin:
         raise Forbidden(f"only site admins may {action.value.replace('_', ' ')}")
 
@@ -87,6 +93,148 @@ def _manageable_by(actor: Actor, role: InstitutionRole | None) -> frozenset[Inst
     return _MANAGEABLE.get(role, frozenset()) if role is not None else frozenset()
 
 
+def allows(check: Callable[[], None]) -> bool:
+    """A check as a yes/no answer, for deciding what to show rather than whether to refuse."""
+    try:
+        check()
+    except DomainError:
+        return False
+    return True
+
+
 def check_set_verified(actor: Actor, *, administers_user: bool) -> None:
     if not (actor.is_site_admin or administers_user):
         raise Forbidden("only site admins and the user's institution admins may verify a user")
+
+
+# --- circles -------------------------------------------------------------------------------------------------------
+
+
+class CircleAction(enum.StrEnum):
+    VIEW = "view"  # the circle's page: name, description, policies
+    READ = "read"  # the feed, posts and comments
+    DIRECTORY = "directory"  # the member list with profile tags
+    JOIN = "join"  # open join
+    APPLY = "apply"  # submit an application
+    ACCEPT_INVITE = "accept_invite"
+    CONTRIBUTE = "contribute"  # post, comment, react
+    MODERATE = "moderate"  # delete others' posts and comments, pin
+    INVITE = "invite"  # create and revoke invite links
+    MANAGE = "manage"  # settings, sections, the form, reviews, members, bans, the audit log
+    ARCHIVE = "archive"
+    TRANSFER = "transfer"  # hand the ownership to another member
+    LEAVE = "leave"
+
+
+@dataclass(frozen=True, slots=True)
+class CircleFacts:
+    visibility: Visibility
+    join_policy: JoinPolicy
+    archived: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Standing:
+    """The viewer's relation to one circle."""
+
+    role: CircleRole | None = None
+    banned: bool = False
+    institution_admin: bool = False  # owner or admin of the institution that owns the circle
+
+
+_MODERATORS = frozenset({CircleRole.OWNER, CircleRole.ADMIN, CircleRole.TEACHER})
+_MANAGERS = frozenset({CircleRole.OWNER, CircleRole.ADMIN})
+_CIRCLE_RULES: dict[CircleAction, frozenset[CircleRole]] = {
+    CircleAction.DIRECTORY: frozenset(CircleRole),
+    CircleAction.CONTRIBUTE: frozenset(CircleRole),
+    CircleAction.LEAVE: frozenset(CircleRole),
+    CircleAction.MODERATE: _MODERATORS,
+    CircleAction.INVITE: _MODERATORS,
+    CircleAction.MANAGE: _MANAGERS,
+    CircleAction.ARCHIVE: frozenset({CircleRole.OWNER}),
+    CircleAction.TRANSFER: frozenset({CircleRole.OWNER}),
+}
+_OPEN_TO_ALL = frozenset({CircleAction.VIEW, CircleAction.READ})
+_WAYS_IN = {CircleAction.JOIN: JoinPolicy.OPEN, CircleAction.APPLY: JoinPolicy.APPLICATION}
+_ALLOWED_WHEN_ARCHIVED = frozenset({CircleAction.VIEW, CircleAction.READ, CircleAction.DIRECTORY,
+                                    CircleAction.ARCHIVE, CircleAction.LEAVE})
+# Roles each manager may hand out (or take away) through invites and role changes; ownership moves by transfer only.
+_GRANTABLE: dict[CircleRole, frozenset[CircleRole]] = {
+    CircleRole.OWNER: frozenset({CircleRole.ADMIN, CircleRole.TEACHER, CircleRole.MEMBER}),
+    CircleRole.ADMIN: frozenset({CircleRole.TEACHER, CircleRole.MEMBER}),
+    CircleRole.TEACHER: frozenset({CircleRole.MEMBER}),
+}
+
+
+def _staff(actor: Actor | None, standing: Standing) -> bool:
+    """Site admins and the owning institution's admins act in a circle as its owner would."""
+    return actor is not None and (actor.is_site_admin or standing.institution_admin)
+
+
+def _effective_role(actor: Actor | None, standing: Standing) -> CircleRole | None:
+    return CircleRole.OWNER if _staff(actor, standing) else standing.role
+
+
+def check_circle(actor: Actor | None, circle: CircleFacts, standing: Standing, action: CircleAction) -> None:
+    if actor is None and action not in _OPEN_TO_ALL:
+        raise NotAuthenticated()
+    role = _effective_role(actor, standing)
+    # Holding an invite token is what lets a stranger reach a private circle.
+    if circle.visibility is Visibility.PRIVATE and role is None and action is not CircleAction.ACCEPT_INVITE:
+        raise NotFound("no such circle")
+    if circle.archived and action not in _ALLOWED_WHEN_ARCHIVED:
+        raise Conflict("this circle is archived and read-only", code="circle_archived")
+    if action is CircleAction.VIEW:
+        return
+    if action is CircleAction.READ:
+        if circle.visibility is Visibility.PUBLIC or role is not None:
+            return
+        raise Forbidden("only members read this circle", code="not_a_member")
+    if action in (CircleAction.JOIN, CircleAction.APPLY, CircleAction.ACCEPT_INVITE):
+        if standing.banned:
+            raise Forbidden("you are banned from this circle", code="banned")
+        if standing.role is not None:
+            raise Conflict("you are already a member", code="already_member")
+        wanted = _WAYS_IN.get(action)
+        if wanted is not None and circle.join_policy is not wanted:
+            raise Forbidden(f"this circle admits by {circle.join_policy.value}", code="join_policy")
+        return
+    if action is CircleAction.LEAVE and standing.role is CircleRole.OWNER:
+        raise Conflict("the owner must transfer the circle before leaving", code="owner_must_transfer")
+    allowed = _CIRCLE_RULES[action]
+    if role is None:
+        raise Forbidden("only members may do this", code="not_a_member")
+    if action is CircleAction.LEAVE:
+        role = standing.role  # staff acting as owner are not members and have nothing to leave
+        if role is None:
+            raise Forbidden("you are not a member", code="not_a_member")
+    if role not in allowed:
+        raise Forbidden(f"a circle {role.value} may not {action.value}")
+
+
+def check_grant(actor: Actor, standing: Standing, role: CircleRole, *, current: CircleRole | None = None) -> None:
+    """Whether the viewer may give ``role`` (by invite or role change) to someone who now has ``current``."""
+    mine = _effective_role(actor, standing)
+    grantable = _GRANTABLE.get(mine, frozenset()) if mine is not None else frozenset()
+    for wanted in (role, current):
+        if wanted is not None and wanted not in grantable:
+            raise Forbidden(f"a circle {mine} may not grant or change the {wanted.value} role")
+
+
+def check_remove_member(actor: Actor, standing: Standing, target: CircleRole) -> None:
+    """Removing or banning a member: managers only, and only members below them; never the owner."""
+    if target is CircleRole.OWNER:
+        raise Forbidden("the owner cannot be removed; transfer the circle first", code="owner_protected")
+    check_grant(actor, standing, target)
+
+
+def check_author(actor: Actor, author_id: int | None) -> None:
+    if author_id != actor.user_id:
+        raise Forbidden("only the author may edit this", code="not_author")
+
+
+def check_delete_content(actor: Actor, circle: CircleFacts, standing: Standing, author_id: int | None) -> None:
+    if author_id == actor.user_id:
+        check_circle(actor, circle, standing, CircleAction.VIEW)
+        return
+    check_circle(actor, circle, standing, CircleAction.MODERATE)

@@ -71,7 +71,10 @@ class Settings:
         if database_url:
             _check_database_url(database_url)
         else:
-            data_dir.mkdir(parents=True, exist_ok=True)
+            try:
+                data_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise SettingsError(f"QUANZI_DATA_DIR: cannot create {data_dir}: {exc.strerror or exc}") from None
         return cls(
             secret_key=secret,
             data_dir=data_dir,
@@ -101,18 +104,33 @@ def sqlite_url(path: Path) -> str:
 
 
 def load_or_create_secret(data_dir: Path) -> str:
-    """The secret kept in the data directory, created (mode 0600) on first use."""
+    """The secret kept in the data directory, created (mode 0600) on first use.
+
+    Processes starting together on one data directory agree on one secret: each writes a complete candidate file and
+    links it into place; whoever links second reads the winner's, so no reader ever sees a partial file.
+    """
     path = data_dir / SECRET_FILE_NAME
-    if path.exists():
+    try:
+        if not path.exists():
+            data_dir.mkdir(parents=True, exist_ok=True)
+            candidate = data_dir / f".{SECRET_FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
+            fd = os.open(candidate, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with os.fdopen(fd, "w") as handle:
+                    handle.write(secrets.token_urlsafe(48) + "\n")
+                    handle.flush()
+                    os.fsync(handle.fileno())
+                try:
+                    os.link(candidate, path)
+                except FileExistsError:
+                    pass  # another process got there first: use theirs
+            finally:
+                candidate.unlink(missing_ok=True)
         secret = path.read_text().strip()
-        if len(secret) < 32:
-            raise SettingsError(f"{path} holds a secret shorter than 32 characters; delete it or set QUANZI_SECRET_KEY")
-        return secret
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = secrets.token_urlsafe(48)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(secret + "\n")
+    except OSError as exc:
+        raise SettingsError(f"QUANZI_DATA_DIR: cannot keep the secret key in {data_dir}: {exc.strerror or exc}") from None
+    if len(secret) < 32:
+        raise SettingsError(f"{path} holds a secret shorter than 32 characters; delete it or set QUANZI_SECRET_KEY")
     return secret
 
 

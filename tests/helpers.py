@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json as json_module
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -31,6 +32,7 @@ class Reply:
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    raw: bytes = b""
 
     @property
     def error_code(self) -> str | None:
@@ -58,13 +60,15 @@ class Api:
         elif json is not None:
             kwargs["json"] = json
         async with self.client.request(method, path, **kwargs) as response:
-            text = await response.text()
+            raw = await response.read()
             self.client.session.cookie_jar.clear()
-            try:
-                body: Any = await response.json(content_type=None) if text else None
-            except ValueError:
-                body = text
-            return Reply(response.status, body, dict(response.headers))
+            body: Any = None
+            if raw:
+                try:
+                    body = json_module.loads(raw)
+                except ValueError:
+                    body = raw.decode(errors="replace")
+            return Reply(response.status, body, dict(response.headers), raw)
 
     async def register(self, name: str | None = None, *, email: str | None = None, password: str = PASSWORD) -> Person:
         n = next(_counter)

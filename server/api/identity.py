@@ -9,6 +9,7 @@ from rooms.errors import NotAuthenticated
 from server import keys
 from server.api.wire import UNSAFE_METHODS
 from server.db.models import SessionKind
+from server.policy import Actor
 from server.services import accounts
 from server.services.accounts import SignedIn
 
@@ -32,6 +33,39 @@ async def signed_in(request: web.Request, db: AsyncSession) -> accounts.Identity
     if request.method in UNSAFE_METHODS:
         accounts.check_csrf(identity, request.headers.get(CSRF_HEADER))
     return identity
+
+
+async def maybe_signed_in(request: web.Request, db: AsyncSession) -> accounts.Identity | None:
+    """The caller's identity if they present one; a stale cookie reads as anonymous, a bad bearer token is refused."""
+    if "Authorization" in request.headers:
+        return await signed_in(request, db)
+    if not request.cookies.get(COOKIE_NAME):
+        return None
+    try:
+        return await signed_in(request, db)
+    except accounts.SessionInvalid:
+        return None
+
+
+def actor_of(identity: accounts.Identity | None) -> Actor | None:
+    return identity.actor if identity is not None else None
+
+
+async def user_actor(request: web.Request, db: AsyncSession) -> Actor:
+    return (await signed_in(request, db)).actor
+
+
+async def any_actor(request: web.Request, db: AsyncSession) -> Actor | None:
+    return actor_of(await maybe_signed_in(request, db))
+
+
+def public_origin(request: web.Request) -> str:
+    """The origin people reach this server at, for links handed out (invites, QR codes)."""
+    if request.app[keys.SETTINGS].trust_forwarded:
+        proto = request.headers.get("X-Forwarded-Proto", request.scheme).split(",")[0].strip()
+        host = request.headers.get("X-Forwarded-Host", request.host).split(",")[0].strip()
+        return f"{proto}://{host}"
+    return f"{request.scheme}://{request.host}"
 
 
 def client_ip(request: web.Request) -> str:

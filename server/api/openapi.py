@@ -9,7 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from server import keys
-from server.api.routes import Route
+from server.api.routes import PATH_PATTERNS, Route
 from server.api.schemas import ErrorOut
 
 REF = "#/components/schemas/{model}"
@@ -38,14 +38,13 @@ def build_document(routes: Sequence[Route], version: str) -> dict[str, Any]:
             "tags": [route.tag],
             "responses": _responses(route, ref),
         }
-        parameters = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "integer", "minimum": 1}}
-            for name in _path_params(route.path)
-        ]
+        parameters = [{"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
+                      for name in _path_params(route.path)]
         if route.query is not None:
+            properties = route.query.model_json_schema()["properties"]
             for name, field in route.query.model_fields.items():
                 parameters.append({"name": name, "in": "query", "required": field.is_required(),
-                                   "description": field.description or "", "schema": {}})
+                                   "description": field.description or "", "schema": properties[name]})
         if parameters:
             operation["parameters"] = parameters
         if route.body is not None:
@@ -53,6 +52,8 @@ def build_document(routes: Sequence[Route], version: str) -> dict[str, Any]:
             operation["requestBody"] = {"required": True, "content": {"application/json": body_schema}}
         if route.auth == "user":
             operation["security"] = [{"bearer": []}, {"cookie": []}]
+        elif route.auth == "optional":
+            operation["security"] = [{}, {"bearer": []}, {"cookie": []}]
         paths.setdefault(route.path, {})[route.method.lower()] = operation
     return {
         "openapi": "3.1.0",
@@ -81,6 +82,11 @@ def _responses(route: Route, ref: Any) -> dict[str, Any]:
     for status, description in _ERROR_STATUSES.items():
         responses[status] = {"description": description, **error}
     return responses
+
+
+def _path_schema(name: str) -> dict[str, Any]:
+    pattern = PATH_PATTERNS.get(name)
+    return {"type": "string", "pattern": f"^{pattern}$"} if pattern else {"type": "integer", "minimum": 1}
 
 
 def _path_params(path: str) -> list[str]:

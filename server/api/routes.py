@@ -11,7 +11,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Auth = Literal["public", "user"]
+Auth = Literal["public", "optional", "user"]  # optional: anonymous allowed, signed-in callers see more
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,8 +30,16 @@ class Route:
 
     @property
     def aiohttp_path(self) -> str:
-        # Identifiers are integers: anything else is a 404 from the router, before a handler runs.
-        return re.sub(r"\{(\w+_id)\}", r"{\1:\\d+}", self.path)
+        # Malformed identifiers are a 404 from the router, before a handler runs.
+        return re.sub(r"\{(\w+)\}", lambda m: f"{{{m[1]}:{path_pattern(m[1])}}}", self.path)
+
+
+# Circle ids are random strings (they are the link to an unlisted circle); invite tokens likewise; other ids count.
+PATH_PATTERNS = {"circle_id": "[A-Za-z0-9]{12}", "token": "[A-Za-z0-9_-]{16,64}", "kind": "[a-z]{1,16}"}
+
+
+def path_pattern(name: str) -> str:
+    return PATH_PATTERNS.get(name, r"\d+")
 
 
 def add_routes(app: web.Application, routes: Sequence[Route]) -> None:

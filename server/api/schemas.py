@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import unicodedata
 from datetime import datetime
 from typing import Annotated, Any
 
@@ -11,7 +12,7 @@ from server.db.models import InstitutionMember, InstitutionRole, User
 
 
 def _no_control_chars(value: str) -> str:
-    if any(ord(ch) < 32 for ch in value):
+    if any(unicodedata.category(ch) == "Cc" for ch in value):  # C0, DEL and C1
         raise ValueError("must not contain control characters")
     return value
 
@@ -23,6 +24,7 @@ Tag = Annotated[str, StringConstraints(strip_whitespace=True, max_length=120), A
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
 CustomKey = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
 CustomValue = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+Id = Annotated[int, Field(ge=1, le=2**31 - 1)]  # the widest id a column holds on both backends
 
 
 class Request(BaseModel):
@@ -78,7 +80,7 @@ class SiteAdminIn(Request):
 
 class InstitutionIn(Request):
     name: Annotated[Name, StringConstraints(max_length=120)]
-    owner_id: int | None = Field(default=None, ge=1)
+    owner_id: Id | None = None
 
 
 class InstitutionRenameIn(Request):
@@ -88,7 +90,7 @@ class InstitutionRenameIn(Request):
 class MemberAddIn(Request):
     """Name the user by ``user_id`` or by ``email``, not both."""
 
-    user_id: int | None = Field(default=None, ge=1)
+    user_id: Id | None = None
     email: EmailStr | None = Field(default=None, max_length=254)
     role: InstitutionRole
 

@@ -14,8 +14,14 @@ async def index(request: web.Request) -> web.FileResponse:
     return response
 
 
+async def join_page(request: web.Request) -> web.FileResponse:
+    return await index(request)
+
+
 ROUTES = [
     Route("GET", "/", index, "The web client", "web", auth="public", content_type="text/html"),
+    Route("GET", "/join/{token}", join_page, "Where an invite link or its QR code lands: the web client's join page",
+          "web", auth="public", content_type="text/html"),
 ]
 
 

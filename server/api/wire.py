@@ -17,6 +17,7 @@ from rooms.errors import (
     Conflict,
     DomainError,
     Forbidden,
+    Gone,
     InvalidInput,
     NotAuthenticated,
     NotFound,
@@ -44,6 +45,7 @@ HTTP_STATUS: dict[type[DomainError], int] = {
     Forbidden: 403,
     NotFound: 404,
     Conflict: 409,
+    Gone: 410,
     PayloadTooLarge: 413,
     RateLimited: 429,
     DomainError: 400,
@@ -84,12 +86,13 @@ async def parse_body(request: web.Request, model: type[M]) -> M:
         raise PayloadTooLarge() from None
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (ValueError, RecursionError):  # bad JSON or UTF-8, too deeply nested, or a number too long to convert
         raise MalformedBody() from None
     if not isinstance(data, dict):
         raise MalformedBody()
     try:
-        return model.model_validate(data)
+        # JSON mode: strict about types, yet enum values and timestamps arrive as the strings JSON has for them.
+        return model.model_validate_json(raw)
     except ValidationError as exc:
         raise InvalidInput(details=_field_errors(exc)) from None
 
@@ -108,8 +111,14 @@ def _field_errors(exc: ValidationError) -> list[dict[str, Any]]:
     ]
 
 
+MAX_ID = 2**31 - 1  # the widest id a column holds on both backends
+
+
 def path_int(request: web.Request, name: str) -> int:
-    return int(request.match_info[name])  # the route pattern admits digits only
+    value = int(request.match_info[name])  # the route pattern admits digits only
+    if not 1 <= value <= MAX_ID:
+        raise NotFound()  # no row can have this id
+    return value
 
 
 @asynccontextmanager

@@ -32,7 +32,7 @@ async def list_institutions(db: AsyncSession, user_id: int | None) -> list[tuple
         .where(InstitutionMember.user_id == user_id)
         .order_by(Institution.name, Institution.id)
     )
-    return [(inst, role) for inst, role in joined.tuples()]
+    return [(inst, role) for inst, role in joined]
 
 
 async def member_role(db: AsyncSession, institution_id: int, user_id: int) -> InstitutionRole | None:
@@ -51,7 +51,7 @@ async def list_members(db: AsyncSession, institution_id: int) -> list[tuple[Inst
         .where(InstitutionMember.institution_id == institution_id)
         .order_by(InstitutionMember.added_at, User.id)
     )
-    return [(member, user) for member, user in rows.tuples()]
+    return [(member, user) for member, user in rows]
 
 
 async def put_member(db: AsyncSession, institution_id: int, user_id: int, role: InstitutionRole) -> InstitutionMember:

@@ -6,7 +6,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Integer, MetaData, String, TypeDecorator
+from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator, text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -116,3 +116,209 @@ class InstitutionMember(Base):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
     role: Mapped[InstitutionRole] = mapped_column(_enum(InstitutionRole, "institution_role"))
     added_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+# --- circles -------------------------------------------------------------------------------------------------------
+
+
+class CircleKind(enum.StrEnum):
+    COURSE = "course"
+    COMMUNITY = "community"
+
+
+class Visibility(enum.StrEnum):
+    PUBLIC = "public"  # listed, and readable by anyone
+    UNLISTED = "unlisted"  # reachable by its link (the unguessable id), not listed
+    PRIVATE = "private"  # members only; to anyone else it does not exist
+
+
+class JoinPolicy(enum.StrEnum):
+    OPEN = "open"
+    APPLICATION = "application"
+    INVITE = "invite"
+
+
+class ChatHistory(enum.StrEnum):
+    ALL = "all"  # new members read everything said before they joined
+    SINCE_JOIN = "since_join"  # new members read only what follows their joining
+
+
+class CircleRole(enum.StrEnum):
+    OWNER = "owner"
+    ADMIN = "admin"
+    TEACHER = "teacher"
+    MEMBER = "member"
+
+
+class MemberType(enum.StrEnum):
+    MEMBER = "member"
+    CUSTOMER = "customer"
+    FAN = "fan"
+
+
+class NotificationLevel(enum.StrEnum):
+    ALL = "all"
+    MENTIONS = "mentions"
+    NONE = "none"
+
+
+class ApplicationStatus(enum.StrEnum):
+    PENDING = "pending"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+
+
+class ReactionKind(enum.StrEnum):
+    LIKE = "like"
+    HEART = "heart"
+    LAUGH = "laugh"
+    WOW = "wow"
+    SAD = "sad"
+    CLAP = "clap"
+
+
+CIRCLE_ID_LENGTH = 12
+
+
+class Circle(Base):
+    __tablename__ = "circles"
+
+    # Random and unguessable: the id is also the link that reaches an unlisted circle.
+    id: Mapped[str] = mapped_column(String(CIRCLE_ID_LENGTH), primary_key=True)
+    institution_id: Mapped[int | None] = mapped_column(ForeignKey("institutions.id", ondelete="SET NULL"), index=True)
+    name: Mapped[str] = mapped_column(String(120))
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[CircleKind] = mapped_column(_enum(CircleKind, "circle_kind"))
+    visibility: Mapped[Visibility] = mapped_column(_enum(Visibility, "circle_visibility"))
+    join_policy: Mapped[JoinPolicy] = mapped_column(_enum(JoinPolicy, "circle_join_policy"))
+    member_cap: Mapped[int] = mapped_column(default=500)
+    chat_history: Mapped[ChatHistory] = mapped_column(_enum(ChatHistory, "circle_chat_history"))
+    application_form: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+    archived_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class CircleSection(Base):
+    __tablename__ = "circle_sections"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circle_id: Mapped[str] = mapped_column(ForeignKey("circles.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(40))
+    position: Mapped[int] = mapped_column(default=0)
+
+
+class CircleMember(Base):
+    __tablename__ = "circle_members"
+
+    circle_id: Mapped[str] = mapped_column(ForeignKey("circles.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    role: Mapped[CircleRole] = mapped_column(_enum(CircleRole, "circle_role"))
+    member_type: Mapped[MemberType] = mapped_column(_enum(MemberType, "circle_member_type"), default=MemberType.MEMBER)
+    nickname: Mapped[str | None] = mapped_column(String(40))
+    notification_level: Mapped[NotificationLevel] = mapped_column(
+        _enum(NotificationLevel, "notification_level"), default=NotificationLevel.ALL
+    )
+    muted_until: Mapped[datetime | None] = mapped_column(default=None)
+    joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class CircleBan(Base):
+    __tablename__ = "circle_bans"
+
+    circle_id: Mapped[str] = mapped_column(ForeignKey("circles.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True)
+    banned_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reason: Mapped[str] = mapped_column(String(500), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class JoinRequest(Base):
+    __tablename__ = "join_requests"
+    __table_args__ = (
+        # At most one pending application per person and circle.
+        Index("uq_join_requests_pending", "circle_id", "user_id", unique=True,
+              sqlite_where=text("status = 'pending'"), postgresql_where=text("status = 'pending'")),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circle_id: Mapped[str] = mapped_column(ForeignKey("circles.id", ondelete="CASCADE"), index=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    answers: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[ApplicationStatus] = mapped_column(_enum(ApplicationStatus, "application_status"))
+    reason: Mapped[str | None] = mapped_column(String(500))
+    reviewed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    reviewed_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Invite(Base):
+    __tablename__ = "invites"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circle_id: Mapped[str] = mapped_column(ForeignKey("circles.id", ondelete="CASCADE"), index=True)
+    token: Mapped[str] = mapped_column(String(64), unique=True)
+    role: Mapped[CircleRole] = mapped_column(_enum(CircleRole, "invite_role"))
+    max_uses: Mapped[int | None] = mapped_column(default=None)
+    uses: Mapped[int] = mapped_column(default=0)
+    expires_at: Mapped[datetime | None] = mapped_column(default=None)
+    revoked_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Post(Base):
+    __tablename__ = "posts"
+    __table_args__ = (
+        # The feed: newest first within a circle (and within a section), by keyset on id.
+        Index("ix_posts_feed", "circle_id", "id"),
+        Index("ix_posts_section_feed", "circle_id", "section_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circle_id: Mapped[str] = mapped_column(ForeignKey("circles.id", ondelete="CASCADE"))
+    section_id: Mapped[int | None] = mapped_column(ForeignKey("circle_sections.id", ondelete="SET NULL"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    title: Mapped[str | None] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    pinned_at: Mapped[datetime | None] = mapped_column(default=None)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    edited_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Comment(Base):
+    __tablename__ = "comments"
+    __table_args__ = (Index("ix_comments_post", "post_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"))
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("comments.id", ondelete="CASCADE"), index=True)
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    edited_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class Reaction(Base):
+    __tablename__ = "reactions"
+
+    post_id: Mapped[int] = mapped_column(ForeignKey("posts.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    kind: Mapped[ReactionKind] = mapped_column(_enum(ReactionKind, "reaction_kind"), primary_key=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AuditEntry(Base):
+    """Moderation log of a circle: who removed, banned, deleted or pinned what, and when."""
+
+    __tablename__ = "audit_log"
+    __table_args__ = (Index("ix_audit_log_circle", "circle_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circle_id: Mapped[str] = mapped_column(ForeignKey("circles.id", ondelete="CASCADE"))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    action: Mapped[str] = mapped_column(String(40))
+    target_user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    target_id: Mapped[int | None] = mapped_column(default=None)
+    details: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
