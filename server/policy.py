@@ -102,7 +102,9 @@ def allows(check: Callable[[], None]) -> bool:
     return True
 
 
-def check_set_verified(actor: Actor, *, administers_user: bool) -> None:
+def check_set_verified(actor: Actor, *, administers_user: bool, is_self: bool = False) -> None:
+    if is_self and not actor.is_site_admin:
+        raise Forbidden("you cannot verify yourself; ask a site admin or another institution admin")
     if not (actor.is_site_admin or administers_user):
         raise Forbidden("only site admins and the user's institution admins may verify a user")
 

@@ -39,7 +39,7 @@ PATH_PATTERNS = {"circle_id": "[A-Za-z0-9]{12}", "token": "[A-Za-z0-9_-]{16,64}"
 
 
 def path_pattern(name: str) -> str:
-    return PATH_PATTERNS.get(name, r"\d+")
+    return PATH_PATTERNS.get(name, "[0-9]+")  # not \d, which admits other scripts' digits
 
 
 def add_routes(app: web.Application, routes: Sequence[Route]) -> None:

@@ -22,8 +22,12 @@ Name = Annotated[
 ]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, max_length=120), AfterValidator(_no_control_chars)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
-CustomKey = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40)]
-CustomValue = Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)]
+CustomKey = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40), AfterValidator(_no_control_chars)
+]
+CustomValue = Annotated[
+    str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_no_control_chars)
+]
 Id = Annotated[int, Field(ge=1, le=2**31 - 1)]  # the widest id a column holds on both backends
 
 

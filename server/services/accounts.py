@@ -167,7 +167,7 @@ async def get_user(db: AsyncSession, user_id: int) -> User:
 async def set_verified(db: AsyncSession, actor: policy.Actor, user_id: int, verified: bool) -> User:
     user = await get_user(db, user_id)
     administers = not actor.is_site_admin and await institutions_db.administers_user(db, actor.user_id, user_id)
-    policy.check_set_verified(actor, administers_user=administers)
+    policy.check_set_verified(actor, administers_user=administers, is_self=user_id == actor.user_id)
     user.verified = verified
     await db.flush()
     return user
