@@ -71,8 +71,11 @@ async def _redis(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _session_purger(app: web.Application) -> AsyncIterator[None]:
-    async def purge_forever() -> None:
-        while True:
+    stop = asyncio.Event()
+
+    async def purge_until_stopped() -> None:
+        # Stopped by the event, never cancelled mid-query: a cancelled aiosqlite call would outlive the loop.
+        while not stop.is_set():
             try:
                 async with app[keys.DB]() as db, db.begin():
                     removed = await users_db.purge_expired_sessions(db, utcnow())
@@ -80,10 +83,10 @@ async def _session_purger(app: web.Application) -> AsyncIterator[None]:
                     log.info("purged %d expired sessions", removed)
             except Exception:
                 log.exception("session purge failed; retrying later")
-            await asyncio.sleep(SESSION_PURGE_INTERVAL_SECONDS)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), SESSION_PURGE_INTERVAL_SECONDS)
 
-    task = asyncio.create_task(purge_forever(), name="session-purger")
+    task = asyncio.create_task(purge_until_stopped(), name="session-purger")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    stop.set()
+    await task

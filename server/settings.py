@@ -128,7 +128,8 @@ def load_or_create_secret(data_dir: Path) -> str:
                 candidate.unlink(missing_ok=True)
         secret = path.read_text().strip()
     except OSError as exc:
-        raise SettingsError(f"QUANZI_DATA_DIR: cannot keep the secret key in {data_dir}: {exc.strerror or exc}") from None
+        reason = exc.strerror or exc
+        raise SettingsError(f"QUANZI_DATA_DIR: cannot keep the secret key in {data_dir}: {reason}") from None
     if len(secret) < 32:
         raise SettingsError(f"{path} holds a secret shorter than 32 characters; delete it or set QUANZI_SECRET_KEY")
     return secret

@@ -68,8 +68,8 @@ async def add_member(request: web.Request) -> web.Response:
     institution_id = path_int(request, "institution_id")
     async with transaction(request) as db:
         identity = await signed_in(request, db)
-        user_id = await institutions.resolve_user_id(db, user_id=body.user_id, email=body.email)
-        member, user = await institutions.add_member(db, identity.actor, institution_id, user_id, body.role)
+        member, user = await institutions.add_member(db, identity.actor, institution_id, body.role,
+                                                     user_id=body.user_id, email=body.email)
     return ok(MemberOut.of(member, user), status=201)
 
 

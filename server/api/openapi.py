@@ -41,7 +41,9 @@ def build_document(routes: Sequence[Route], version: str) -> dict[str, Any]:
         parameters = [{"name": name, "in": "path", "required": True, "schema": _path_schema(name)}
                       for name in _path_params(route.path)]
         if route.query is not None:
-            properties = route.query.model_json_schema()["properties"]
+            query_schema = route.query.model_json_schema(ref_template=REF)
+            schemas.update(query_schema.pop("$defs", {}))
+            properties = query_schema["properties"]
             for name, field in route.query.model_fields.items():
                 parameters.append({"name": name, "in": "query", "required": field.is_required(),
                                    "description": field.description or "", "schema": properties[name]})

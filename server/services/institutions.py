@@ -68,8 +68,12 @@ async def members(
 
 
 async def add_member(
-    db: AsyncSession, actor: policy.Actor, institution_id: int, user_id: int, role: InstitutionRole
+    db: AsyncSession, actor: policy.Actor, institution_id: int, role: InstitutionRole, *, user_id: int | None,
+    email: str | None,
 ) -> tuple[InstitutionMember, User]:
+    # Access first: an outsider must not learn which emails have accounts from the answer.
+    await _load(db, actor, institution_id, policy.InstitutionAction.MANAGE_MEMBERS)
+    user_id = await _resolve_user_id(db, user_id=user_id, email=email)
     user = await _authorize_change(db, actor, institution_id, user_id, role, adding=True)
     return await institutions_db.put_member(db, institution_id, user_id, role), user
 
@@ -106,7 +110,7 @@ async def _authorize_change(
     return user
 
 
-async def resolve_user_id(db: AsyncSession, *, user_id: int | None, email: str | None) -> int:
+async def _resolve_user_id(db: AsyncSession, *, user_id: int | None, email: str | None) -> int:
     if user_id is not None:
         return user_id
     user = await users_db.get_user_by_email(db, email or "")
