@@ -21,13 +21,9 @@ from server.api.circle_schemas import (
 )
 from server.api.identity import any_actor, user_actor
 from server.api.routes import Route
-from server.api.wire import ok, parse_body, parse_query, path_int, transaction
+from server.api.wire import ok, parse_body, parse_query, path_circle_id, path_int, transaction
 from server.policy import CircleAction
 from server.services import circles
-
-
-def _circle_id(request: web.Request) -> str:
-    return request.match_info["circle_id"]
 
 
 def _out(context: circles.CircleContext) -> CircleOut:
@@ -58,7 +54,7 @@ async def mine(request: web.Request) -> web.Response:
 
 async def get(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        context = await circles.open_circle(db, await any_actor(request, db), _circle_id(request),
+        context = await circles.open_circle(db, await any_actor(request, db), path_circle_id(request),
                                             CircleAction.VIEW)
     return ok(_out(context))
 
@@ -66,7 +62,7 @@ async def get(request: web.Request) -> web.Response:
 async def update(request: web.Request) -> web.Response:
     body = await parse_body(request, CirclePatchIn)
     async with transaction(request) as db:
-        context = await circles.update(db, await user_actor(request, db), _circle_id(request),
+        context = await circles.update(db, await user_actor(request, db), path_circle_id(request),
                                        body.model_dump(include=body.model_fields_set))
     return ok(_out(context))
 
@@ -74,27 +70,27 @@ async def update(request: web.Request) -> web.Response:
 async def set_archived(request: web.Request) -> web.Response:
     body = await parse_body(request, ArchivedIn)
     async with transaction(request) as db:
-        context = await circles.set_archived(db, await user_actor(request, db), _circle_id(request), body.archived)
+        context = await circles.set_archived(db, await user_actor(request, db), path_circle_id(request), body.archived)
     return ok(_out(context))
 
 
 async def list_sections(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        found = await circles.sections(db, await any_actor(request, db), _circle_id(request))
+        found = await circles.sections(db, await any_actor(request, db), path_circle_id(request))
     return ok(SectionListOut.of(found))
 
 
 async def add_section(request: web.Request) -> web.Response:
     body = await parse_body(request, SectionIn)
     async with transaction(request) as db:
-        section = await circles.add_section(db, await user_actor(request, db), _circle_id(request), body.name)
+        section = await circles.add_section(db, await user_actor(request, db), path_circle_id(request), body.name)
     return ok(SectionOut.model_validate(section), status=201)
 
 
 async def rename_section(request: web.Request) -> web.Response:
     body = await parse_body(request, SectionIn)
     async with transaction(request) as db:
-        section = await circles.rename_section(db, await user_actor(request, db), _circle_id(request),
+        section = await circles.rename_section(db, await user_actor(request, db), path_circle_id(request),
                                                path_int(request, "section_id"), body.name)
     return ok(SectionOut.model_validate(section))
 
@@ -102,21 +98,21 @@ async def rename_section(request: web.Request) -> web.Response:
 async def reorder_sections(request: web.Request) -> web.Response:
     body = await parse_body(request, SectionOrderIn)
     async with transaction(request) as db:
-        found = await circles.reorder_sections(db, await user_actor(request, db), _circle_id(request),
+        found = await circles.reorder_sections(db, await user_actor(request, db), path_circle_id(request),
                                                body.section_ids)
     return ok(SectionListOut.of(found))
 
 
 async def delete_section(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        await circles.delete_section(db, await user_actor(request, db), _circle_id(request),
+        await circles.delete_section(db, await user_actor(request, db), path_circle_id(request),
                                      path_int(request, "section_id"))
     return web.Response(status=204)
 
 
 async def get_form(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        questions = await circles.application_form(db, await any_actor(request, db), _circle_id(request))
+        questions = await circles.application_form(db, await any_actor(request, db), path_circle_id(request))
     return ok(FormOut(questions=questions))
 
 
@@ -124,7 +120,7 @@ async def set_form(request: web.Request) -> web.Response:
     body = await parse_body(request, FormIn)
     async with transaction(request) as db:
         questions = await circles.set_application_form(
-            db, await user_actor(request, db), _circle_id(request), [q.model_dump() for q in body.questions])
+            db, await user_actor(request, db), path_circle_id(request), [q.model_dump() for q in body.questions])
     return ok(FormOut(questions=questions))
 
 

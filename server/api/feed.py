@@ -21,13 +21,9 @@ from server.api.circle_schemas import (
 )
 from server.api.identity import any_actor, user_actor
 from server.api.routes import Route
-from server.api.wire import ok, parse_body, parse_query, path_int, transaction
+from server.api.wire import ok, parse_body, parse_query, path_circle_id, path_int, transaction
 from server.db.models import ReactionKind
 from server.services import feed
-
-
-def _circle_id(request: web.Request) -> str:
-    return request.match_info["circle_id"]
 
 
 def _post_out(view: feed.PostView) -> PostOut:
@@ -41,7 +37,7 @@ def _post_out(view: feed.PostView) -> PostOut:
 async def list_feed(request: web.Request) -> web.Response:
     query = parse_query(request, FeedQuery)
     async with transaction(request) as db:
-        page = await feed.feed(db, await any_actor(request, db), _circle_id(request), section_id=query.section_id,
+        page = await feed.feed(db, await any_actor(request, db), path_circle_id(request), section_id=query.section_id,
                                before=query.before, limit=query.limit)
     return ok(FeedOut(pinned=[_post_out(v) for v in page.pinned], posts=[_post_out(v) for v in page.posts],
                       next_before=page.next_before))
@@ -50,35 +46,36 @@ async def list_feed(request: web.Request) -> web.Response:
 async def create_post(request: web.Request) -> web.Response:
     body = await parse_body(request, PostIn)
     async with transaction(request) as db:
-        view = await feed.create_post(db, await user_actor(request, db), _circle_id(request), title=body.title,
+        view = await feed.create_post(db, await user_actor(request, db), path_circle_id(request), title=body.title,
                                       body=body.body, section_id=body.section_id)
     return ok(_post_out(view), status=201)
 
 
 async def get_post(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        view = await feed.get_post(db, await any_actor(request, db), _circle_id(request), path_int(request, "post_id"))
+        view = await feed.get_post(db, await any_actor(request, db), path_circle_id(request),
+                                   path_int(request, "post_id"))
     return ok(_post_out(view))
 
 
 async def edit_post(request: web.Request) -> web.Response:
     body = await parse_body(request, PostPatchIn)
     async with transaction(request) as db:
-        view = await feed.edit_post(db, await user_actor(request, db), _circle_id(request),
+        view = await feed.edit_post(db, await user_actor(request, db), path_circle_id(request),
                                     path_int(request, "post_id"), body.model_dump(include=body.model_fields_set))
     return ok(_post_out(view))
 
 
 async def delete_post(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        await feed.delete_post(db, await user_actor(request, db), _circle_id(request), path_int(request, "post_id"))
+        await feed.delete_post(db, await user_actor(request, db), path_circle_id(request), path_int(request, "post_id"))
     return web.Response(status=204)
 
 
 async def set_pinned(request: web.Request) -> web.Response:
     body = await parse_body(request, PinIn)
     async with transaction(request) as db:
-        view = await feed.set_pinned(db, await user_actor(request, db), _circle_id(request),
+        view = await feed.set_pinned(db, await user_actor(request, db), path_circle_id(request),
                                      path_int(request, "post_id"), body.pinned)
     return ok(_post_out(view))
 
@@ -95,8 +92,8 @@ def _kind(request: web.Request) -> ReactionKind:
 async def _react(request: web.Request, on: bool) -> web.Response:
     kind = _kind(request)
     async with transaction(request) as db:
-        view = await feed.react(db, await user_actor(request, db), _circle_id(request), path_int(request, "post_id"),
-                                kind, on)
+        view = await feed.react(db, await user_actor(request, db), path_circle_id(request),
+                                path_int(request, "post_id"), kind, on)
     return ok(_post_out(view))
 
 
@@ -111,7 +108,7 @@ async def remove_reaction(request: web.Request) -> web.Response:
 async def list_comments(request: web.Request) -> web.Response:
     query = parse_query(request, CommentsQuery)
     async with transaction(request) as db:
-        views = await feed.comments(db, await any_actor(request, db), _circle_id(request),
+        views = await feed.comments(db, await any_actor(request, db), path_circle_id(request),
                                     path_int(request, "post_id"), query.after, query.limit + 1)
     page = views[: query.limit]
     return ok(CommentListOut(comments=[CommentOut.of(v.comment, v.author) for v in page],
@@ -121,7 +118,7 @@ async def list_comments(request: web.Request) -> web.Response:
 async def add_comment(request: web.Request) -> web.Response:
     body = await parse_body(request, CommentIn)
     async with transaction(request) as db:
-        view = await feed.add_comment(db, await user_actor(request, db), _circle_id(request),
+        view = await feed.add_comment(db, await user_actor(request, db), path_circle_id(request),
                                       path_int(request, "post_id"), body=body.body, parent_id=body.parent_id)
     return ok(CommentOut.of(view.comment, view.author), status=201)
 
@@ -129,14 +126,14 @@ async def add_comment(request: web.Request) -> web.Response:
 async def edit_comment(request: web.Request) -> web.Response:
     body = await parse_body(request, CommentPatchIn)
     async with transaction(request) as db:
-        view = await feed.edit_comment(db, await user_actor(request, db), _circle_id(request),
+        view = await feed.edit_comment(db, await user_actor(request, db), path_circle_id(request),
                                        path_int(request, "post_id"), path_int(request, "comment_id"), body.body)
     return ok(CommentOut.of(view.comment, view.author))
 
 
 async def delete_comment(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        await feed.delete_comment(db, await user_actor(request, db), _circle_id(request),
+        await feed.delete_comment(db, await user_actor(request, db), path_circle_id(request),
                                   path_int(request, "post_id"), path_int(request, "comment_id"))
     return web.Response(status=204)
 

@@ -34,45 +34,42 @@ from server.api.circle_schemas import (
 )
 from server.api.identity import public_origin, user_actor
 from server.api.routes import Route
-from server.api.wire import ok, parse_body, parse_query, path_int, transaction
+from server.api.wire import ok, parse_body, parse_query, path_circle_id, path_int, transaction
 from server.db.circles import DirectoryFilter
 from server.services import membership
 
 
-def _circle_id(request: web.Request) -> str:
-    return request.match_info["circle_id"]
-
-
 async def join(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        member = await membership.join(db, await user_actor(request, db), _circle_id(request))
+        member = await membership.join(db, await user_actor(request, db), path_circle_id(request))
     return ok(MembershipOut.of(member), status=201)
 
 
 async def leave_or_remove(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        await membership.remove(db, await user_actor(request, db), _circle_id(request), path_int(request, "user_id"))
+        await membership.remove(db, await user_actor(request, db), path_circle_id(request),
+                                path_int(request, "user_id"))
     return web.Response(status=204)
 
 
 async def apply(request: web.Request) -> web.Response:
     body = await parse_body(request, ApplicationIn)
     async with transaction(request) as db:
-        application, user = await membership.apply(db, await user_actor(request, db), _circle_id(request),
+        application, user = await membership.apply(db, await user_actor(request, db), path_circle_id(request),
                                                     body.answers)
     return ok(ApplicationOut.of(application, user), status=201)
 
 
 async def my_applications(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        rows = await membership.my_applications(db, await user_actor(request, db), _circle_id(request))
+        rows = await membership.my_applications(db, await user_actor(request, db), path_circle_id(request))
     return ok(ApplicationListOut(applications=[ApplicationOut.of(a, u) for a, u in rows]))
 
 
 async def review_queue(request: web.Request) -> web.Response:
     query = parse_query(request, ApplicationsQuery)
     async with transaction(request) as db:
-        rows = await membership.review_queue(db, await user_actor(request, db), _circle_id(request), query.status)
+        rows = await membership.review_queue(db, await user_actor(request, db), path_circle_id(request), query.status)
     return ok(ApplicationListOut(applications=[ApplicationOut.of(a, u) for a, u in rows]))
 
 
@@ -80,7 +77,7 @@ async def _review(request: web.Request, approve: bool) -> web.Response:
     body = await parse_body(request, ReviewIn)
     async with transaction(request) as db:
         application, user = await membership.review(
-            db, await user_actor(request, db), _circle_id(request), path_int(request, "application_id"),
+            db, await user_actor(request, db), path_circle_id(request), path_int(request, "application_id"),
             approve=approve, reason=body.reason)
     return ok(ApplicationOut.of(application, user))
 
@@ -97,28 +94,28 @@ async def create_invite(request: web.Request) -> web.Response:
     body = await parse_body(request, InviteIn)
     async with transaction(request) as db:
         invite = await membership.create_invite(
-            db, await user_actor(request, db), _circle_id(request), role=body.role, max_uses=body.max_uses,
+            db, await user_actor(request, db), path_circle_id(request), role=body.role, max_uses=body.max_uses,
             expires_in_seconds=body.expires_in_seconds)
     return ok(InviteOut.of(invite, public_origin(request)), status=201)
 
 
 async def list_invites(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        found = await membership.invites(db, await user_actor(request, db), _circle_id(request))
+        found = await membership.invites(db, await user_actor(request, db), path_circle_id(request))
     origin = public_origin(request)
     return ok(InviteListOut(invites=[InviteOut.of(invite, origin) for invite in found]))
 
 
 async def revoke_invite(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        invite = await membership.revoke_invite(db, await user_actor(request, db), _circle_id(request),
+        invite = await membership.revoke_invite(db, await user_actor(request, db), path_circle_id(request),
                                                 path_int(request, "invite_id"))
     return ok(InviteOut.of(invite, public_origin(request)))
 
 
 async def _invite_qr(request: web.Request, kind: str) -> web.Response:
     async with transaction(request) as db:
-        invite = await membership.get_invite(db, await user_actor(request, db), _circle_id(request),
+        invite = await membership.get_invite(db, await user_actor(request, db), path_circle_id(request),
                                              path_int(request, "invite_id"))
     buffer = io.BytesIO()
     segno.make(invite_url(public_origin(request), invite.token), error="m").save(
@@ -154,7 +151,7 @@ async def directory(request: web.Request) -> web.Response:
     where = DirectoryFilter(query=query.q, position=query.position, education=query.education,
                             industry=query.industry, field=query.custom_field(), role=query.role)
     async with transaction(request) as db:
-        context, rows = await membership.directory(db, await user_actor(request, db), _circle_id(request), where,
+        context, rows = await membership.directory(db, await user_actor(request, db), path_circle_id(request), where,
                                                    query.after, query.limit + 1)
     page = rows[: query.limit]
     reveal = context.is_manager
@@ -165,7 +162,7 @@ async def directory(request: web.Request) -> web.Response:
 async def update_me(request: web.Request) -> web.Response:
     body = await parse_body(request, MembershipMeIn)
     async with transaction(request) as db:
-        member = await membership.update_me(db, await user_actor(request, db), _circle_id(request),
+        member = await membership.update_me(db, await user_actor(request, db), path_circle_id(request),
                                             body.model_dump(include=body.model_fields_set))
     return ok(MembershipOut.of(member))
 
@@ -174,7 +171,7 @@ async def update_member(request: web.Request) -> web.Response:
     body = await parse_body(request, MemberPatchIn)
     async with transaction(request) as db:
         member = await membership.update_member(
-            db, await user_actor(request, db), _circle_id(request), path_int(request, "user_id"),
+            db, await user_actor(request, db), path_circle_id(request), path_int(request, "user_id"),
             role=body.role, member_type=body.member_type)
     return ok(MembershipOut.of(member))
 
@@ -182,7 +179,7 @@ async def update_member(request: web.Request) -> web.Response:
 async def ban(request: web.Request) -> web.Response:
     body = await parse_body(request, BanIn)
     async with transaction(request) as db:
-        banned, user = await membership.ban(db, await user_actor(request, db), _circle_id(request), body.user_id,
+        banned, user = await membership.ban(db, await user_actor(request, db), path_circle_id(request), body.user_id,
                                             body.reason)
     return ok(BanOut(user_id=user.id, display_name=user.display_name, reason=banned.reason,
                      created_at=banned.created_at), status=201)
@@ -190,13 +187,13 @@ async def ban(request: web.Request) -> web.Response:
 
 async def unban(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        await membership.unban(db, await user_actor(request, db), _circle_id(request), path_int(request, "user_id"))
+        await membership.unban(db, await user_actor(request, db), path_circle_id(request), path_int(request, "user_id"))
     return web.Response(status=204)
 
 
 async def list_bans(request: web.Request) -> web.Response:
     async with transaction(request) as db:
-        rows = await membership.bans(db, await user_actor(request, db), _circle_id(request))
+        rows = await membership.bans(db, await user_actor(request, db), path_circle_id(request))
     return ok(BanListOut(bans=[BanOut(user_id=u.id, display_name=u.display_name, reason=b.reason,
                                       created_at=b.created_at) for b, u in rows]))
 
@@ -204,14 +201,14 @@ async def list_bans(request: web.Request) -> web.Response:
 async def transfer(request: web.Request) -> web.Response:
     body = await parse_body(request, TransferIn)
     async with transaction(request) as db:
-        member = await membership.transfer(db, await user_actor(request, db), _circle_id(request), body.user_id)
+        member = await membership.transfer(db, await user_actor(request, db), path_circle_id(request), body.user_id)
     return ok(MembershipOut.of(member))
 
 
 async def audit_log(request: web.Request) -> web.Response:
     query = parse_query(request, PageQuery)
     async with transaction(request) as db:
-        entries = await membership.audit_log(db, await user_actor(request, db), _circle_id(request), query.before,
+        entries = await membership.audit_log(db, await user_actor(request, db), path_circle_id(request), query.before,
                                              query.limit)
     return ok(AuditListOut.of(entries, query.limit))
 

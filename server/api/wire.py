@@ -121,6 +121,10 @@ def path_int(request: web.Request, name: str) -> int:
     return value
 
 
+def path_circle_id(request: web.Request) -> str:
+    return request.match_info["circle_id"]  # the route pattern admits well-formed circle ids only
+
+
 @asynccontextmanager
 async def transaction(request: web.Request) -> AsyncIterator[AsyncSession]:
     """One unit of work: committed when the block ends, rolled back whole if anything raises."""
