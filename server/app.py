@@ -23,8 +23,9 @@ from server.api.wire import error_middleware
 from server.db import users as users_db
 from server.db.engine import make_engine, make_session_factory
 from server.db.models import utcnow
+from server.hub.setup import attach_hub
 from server.ratelimit import MemoryRateLimiter, RedisRateLimiter
-from server.security import Passwords, TokenSigner
+from server.security import ClaimSigner, Passwords, TokenSigner
 from server.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.SETTINGS] = settings
     app[keys.PASSWORDS] = Passwords(settings.password_hash_time_cost, settings.password_hash_memory_kib)
     app[keys.SIGNER] = TokenSigner(settings.secret_key)
+    app[keys.SOCKET_TOKENS] = ClaimSigner(settings.secret_key, "socket")
     routes = all_routes()
     add_routes(app, routes)
     add_static(app)
@@ -44,6 +46,7 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(_redis)
     app.cleanup_ctx.append(_session_purger)
+    attach_hub(app)  # after the database and Redis entries: its handlers use both
     return app
 
 

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.db.engine import SessionFactory
 from server.ratelimit import RateLimiter
-from server.security import Passwords, TokenSigner
+from server.security import ClaimSigner, Passwords, TokenSigner
 from server.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
@@ -21,3 +21,4 @@ PASSWORDS = web.AppKey("passwords", Passwords)
 SIGNER = web.AppKey("signer", TokenSigner)
 REDIS = web.AppKey("redis", Redis)
 OPENAPI = web.AppKey("openapi", dict[str, Any])
+SOCKET_TOKENS = web.AppKey("socket_tokens", ClaimSigner)

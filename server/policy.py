@@ -10,6 +10,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from rooms.errors import Conflict, DomainError, Forbidden, NotAuthenticated, NotFound
 from server.db.models import CircleRole, InstitutionRole, JoinPolicy, Visibility
@@ -126,6 +127,8 @@ class CircleAction(enum.StrEnum):
     ARCHIVE = "archive"
     TRANSFER = "transfer"  # hand the ownership to another member
     LEAVE = "leave"
+    CHAT = "chat"  # read the circle's chat
+    SEND_MESSAGE = "send_message"
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,6 +153,8 @@ _CIRCLE_RULES: dict[CircleAction, frozenset[CircleRole]] = {
     CircleAction.DIRECTORY: frozenset(CircleRole),
     CircleAction.CONTRIBUTE: frozenset(CircleRole),
     CircleAction.LEAVE: frozenset(CircleRole),
+    CircleAction.CHAT: frozenset(CircleRole),
+    CircleAction.SEND_MESSAGE: frozenset(CircleRole),
     CircleAction.MODERATE: _MODERATORS,
     CircleAction.INVITE: _MODERATORS,
     CircleAction.MANAGE: _MANAGERS,
@@ -159,7 +164,7 @@ _CIRCLE_RULES: dict[CircleAction, frozenset[CircleRole]] = {
 _OPEN_TO_ALL = frozenset({CircleAction.VIEW, CircleAction.READ})
 _WAYS_IN = {CircleAction.JOIN: JoinPolicy.OPEN, CircleAction.APPLY: JoinPolicy.APPLICATION}
 _ALLOWED_WHEN_ARCHIVED = frozenset({CircleAction.VIEW, CircleAction.READ, CircleAction.DIRECTORY,
-                                    CircleAction.ARCHIVE, CircleAction.LEAVE})
+                                    CircleAction.ARCHIVE, CircleAction.LEAVE, CircleAction.CHAT})
 # Roles each manager may hand out (or take away) through invites and role changes; ownership moves by transfer only.
 _GRANTABLE: dict[CircleRole, frozenset[CircleRole]] = {
     CircleRole.OWNER: frozenset({CircleRole.ADMIN, CircleRole.TEACHER, CircleRole.MEMBER}),
@@ -228,6 +233,22 @@ def check_remove_member(actor: Actor, standing: Standing, target: CircleRole) ->
     if target is CircleRole.OWNER:
         raise Forbidden("the owner cannot be removed; transfer the circle first", code="owner_protected")
     check_grant(actor, standing, target)
+
+
+def check_send_message(
+    actor: Actor, standing: Standing, *, read_only: bool, muted_until: datetime | None, now: datetime
+) -> None:
+    """Beyond SEND_MESSAGE: a muted member keeps reading but may not send; announcement mode leaves it to staff."""
+    role = _effective_role(actor, standing)
+    if muted_until is not None and muted_until > now and not _staff(actor, standing):
+        raise Forbidden("you are muted in this circle", code="muted", details={"until": muted_until.isoformat()})
+    if read_only and role not in _MODERATORS:
+        raise Forbidden("only teachers and admins post while the chat is in announcement mode", code="read_only")
+
+
+def sees_whole_history(actor: Actor, standing: Standing, history_for_all: bool) -> bool:
+    """New members may read chat from before they joined only if the circle says so; its staff always may."""
+    return history_for_all or _effective_role(actor, standing) in _MANAGERS
 
 
 def check_author(actor: Actor, author_id: int | None) -> None:

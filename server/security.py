@@ -67,6 +67,33 @@ class TokenSigner:
         return base64.urlsafe_b64encode(mac[:18]).decode()
 
 
+class ClaimSigner:
+    """Short-lived signed claims (a user id and an expiry) that need no database: socket handshake tokens."""
+
+    def __init__(self, secret_key: str, purpose: str) -> None:
+        self._key = hashlib.sha256(f"quanzi-claims:{purpose}:{secret_key}".encode()).digest()
+
+    def sign(self, subject: int, expires_at: float) -> str:
+        body = f"{subject}.{int(expires_at)}"
+        return f"{body}.{self._tag(body)}"
+
+    def verify(self, token: str, now: float) -> tuple[int | None, str]:
+        """(subject, "ok"), or (None, reason) with reason "malformed", "forged" or "expired"."""
+        parts = token.split(".") if len(token) <= 200 else []
+        if len(parts) != 3 or not (parts[0].isdigit() and parts[1].isdigit() and parts[2]):
+            return None, "malformed"
+        subject, expiry, tag = parts
+        if not hmac.compare_digest(tag, self._tag(f"{subject}.{expiry}")):
+            return None, "forged"
+        if int(expiry) <= now:
+            return None, "expired"
+        return int(subject), "ok"
+
+    def _tag(self, body: str) -> str:
+        mac = hmac.new(self._key, body.encode(), hashlib.sha256).digest()
+        return base64.urlsafe_b64encode(mac[:18]).decode()
+
+
 def hash_identifier(ident: str) -> str:
     return hashlib.sha256(ident.encode()).hexdigest()
 

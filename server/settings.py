@@ -39,6 +39,8 @@ class Settings:
     trust_forwarded: bool = False
     session_ttl_seconds: int = 14 * 24 * 3600
     max_body_bytes: int = 256 * 1024
+    max_socket_message_bytes: int = 64 * 1024
+    socket_token_ttl_seconds: int = 60
     password_hash_time_cost: int = 3
     password_hash_memory_kib: int = 64 * 1024
     login_attempts_per_account: int = 10
@@ -90,6 +92,9 @@ class Settings:
             session_ttl_seconds=_get(env, "QUANZI_SESSION_TTL_SECONDS", _int_range(60, 365 * 24 * 3600),
                                      14 * 24 * 3600),
             max_body_bytes=_get(env, "QUANZI_MAX_BODY_BYTES", _int_range(1024, 64 * 1024 * 1024), 256 * 1024),
+            max_socket_message_bytes=_get(env, "QUANZI_MAX_SOCKET_MESSAGE_BYTES", _int_range(1024, 16 * 1024 * 1024),
+                                          64 * 1024),
+            socket_token_ttl_seconds=_get(env, "QUANZI_SOCKET_TOKEN_TTL_SECONDS", _int_range(5, 3600), 60),
             password_hash_time_cost=_get(env, "QUANZI_PASSWORD_HASH_TIME_COST", _int_range(1, 20), 3),
             password_hash_memory_kib=_get(env, "QUANZI_PASSWORD_HASH_MEMORY_KIB",
                                           _int_range(1024, 4 * 1024 * 1024), 64 * 1024),

@@ -60,7 +60,8 @@ def test_openapi_path_conversion(raw: str, expected: str) -> None:
 
 
 def served_operations(app: web.Application) -> set[tuple[str, str]]:
-    """(method, OpenAPI path) for every route the router serves, less the static files and automatic HEADs."""
+    """(method, OpenAPI path) for every route the router serves, less the static files, automatic HEADs and the
+    Socket.IO endpoint (its protocol is written in docs/protocol.md, not in OpenAPI)."""
     routes = []
     for route in app.router.routes():
         resource = route.resource
@@ -69,6 +70,8 @@ def served_operations(app: web.Application) -> set[tuple[str, str]]:
         info = resource.get_info()
         raw = info.get("formatter") or info.get("path")
         assert isinstance(raw, str), info
+        if raw.startswith("/socket.io/"):
+            continue
         routes.append((route.method, openapi_path(raw)))
     gets = {path for method, path in routes if method == "GET"}
     return {(method, path) for method, path in routes if not (method == "HEAD" and path in gets)}

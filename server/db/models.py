@@ -6,7 +6,21 @@ import enum
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Index, Integer, MetaData, String, Text, TypeDecorator, text
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -197,6 +211,9 @@ class Circle(Base):
     created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
     archived_at: Mapped[datetime | None] = mapped_column(default=None)
+    # The chat's sequence counter: bumped in the same transaction that stores the message, so numbers are gapless.
+    chat_last_seq: Mapped[int] = mapped_column(default=0, server_default="0")
+    chat_read_only: Mapped[bool] = mapped_column(default=False, server_default=false())
 
 
 class CircleSection(Base):
@@ -221,6 +238,8 @@ class CircleMember(Base):
     )
     muted_until: Mapped[datetime | None] = mapped_column(default=None)
     joined_at: Mapped[datetime] = mapped_column(default=utcnow)
+    joined_seq: Mapped[int] = mapped_column(default=0, server_default="0")  # the chat's last seq when they joined
+    last_read_seq: Mapped[int] = mapped_column(default=0, server_default="0")
 
 
 class CircleBan(Base):
@@ -322,3 +341,25 @@ class AuditEntry(Base):
     target_id: Mapped[int | None] = mapped_column(default=None)
     details: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ChatMessage(Base):
+    """A circle chat message: numbered per circle, gapless and strictly increasing."""
+
+    __tablename__ = "chat_messages"
+    __table_args__ = (
+        UniqueConstraint("circle_id", "seq"),
+        # A resend with the same client-generated id finds the original instead of posting twice.
+        UniqueConstraint("circle_id", "author_id", "client_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circle_id: Mapped[str] = mapped_column(ForeignKey("circles.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column()
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    mentions: Mapped[list[int]] = mapped_column(JSON, default=list)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    edited_at: Mapped[datetime | None] = mapped_column(default=None)
+    deleted_at: Mapped[datetime | None] = mapped_column(default=None)

@@ -37,6 +37,7 @@ async def _admit(db: AsyncSession, context: CircleContext, user_id: int, role: C
     if await circles_db.count_members(db, circle.id) >= circle.member_cap:
         raise Conflict("this circle is full", code="circle_full")
     member = await circles_db.add_member(db, circle.id, user_id, role)
+    member.joined_seq = circle.chat_last_seq  # what a "since joining" history policy counts from
     pending = await circles_db.pending_request(db, circle.id, user_id)
     if pending is not None:  # joined another way while the application waited
         pending.status, pending.reviewed_at, pending.reason = ApplicationStatus.APPROVED, utcnow(), "joined"

@@ -15,6 +15,7 @@ down_revision = '0001'
 branch_labels = None
 depends_on = None
 
+
 def upgrade() -> None:
     op.create_table('circles',
     sa.Column('id', sa.String(length=12), nullable=False),
@@ -182,6 +183,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table('reactions', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_reactions_user_id'), ['user_id'], unique=False)
+
 
 def downgrade() -> None:
     with op.batch_alter_table('reactions', schema=None) as batch_op:

@@ -1,0 +1,276 @@
+"""Circle chat over Socket.IO. Handlers decode, call one service in one transaction, then acknowledge and deliver.
+
+Every request is acknowledged ``{"ok": true, ...}`` or ``{"ok": false, "error": {"code", "message", ...}}``; the
+events and their payloads are written down in ``docs/protocol.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import socketio
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from rooms.chat import TypingThrottle
+from rooms.errors import DomainError, InvalidInput, NotAuthenticated, RateLimited
+from server.api.chat_schemas import (
+    AnnouncementModeIn,
+    CircleIn,
+    EditMessageIn,
+    JoinCircleIn,
+    MarkReadIn,
+    MessageOut,
+    MessageRefIn,
+    MuteIn,
+    SendMessageIn,
+)
+from server.db import feed as feed_db
+from server.db import users as users_db
+from server.db.engine import SessionFactory
+from server.db.models import ChatMessage
+from server.hub.emit import Broadcaster, circle_room, user_room
+from server.hub.presence import Presence
+from server.policy import Actor
+from server.ratelimit import RateLimiter
+from server.security import ClaimSigner
+from server.services import chat
+
+log = logging.getLogger(__name__)
+M = TypeVar("M", bound=BaseModel)
+Ack = dict[str, Any]
+
+# A member sends in bursts of ten, then one message a second; a connection, all events together, 60 then 20/s.
+SEND_BURST, SEND_PER_SECOND = 10, 1.0
+CONNECTION_BURST, CONNECTION_PER_SECOND = 60, 20.0
+STRIKES_BEFORE_DISCONNECT = 20
+
+
+@dataclass(frozen=True, slots=True)
+class HubParts:
+    db: SessionFactory
+    limiter: RateLimiter
+    presence: Presence
+    tokens: ClaimSigner
+    broadcaster: Broadcaster
+
+
+class TokenRefused(NotAuthenticated):
+    code = "invalid_token"
+
+
+def ack_error(error: DomainError) -> Ack:
+    """The only place a domain error becomes a socket acknowledgement."""
+    body = error.payload()
+    if isinstance(error, RateLimited):
+        body["retry_after"] = error.retry_after
+    return {"ok": False, "error": body}
+
+
+class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
+    def __init__(self, parts: HubParts) -> None:
+        super().__init__("/")
+        self.parts = parts
+        self.typing = TypingThrottle()
+
+    # --- connection ---
+
+    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
+        token = auth.get("token") if isinstance(auth, dict) else None
+        if not isinstance(token, str):
+            raise ConnectionRefusedError({"code": "not_authenticated",
+                                          "message": "connect with auth={'token': ...} from POST /api/socket-token"})
+        user_id, reason = self.parts.tokens.verify(token, time.time())
+        if user_id is None:
+            code = "token_expired" if reason == "expired" else "invalid_token"
+            raise ConnectionRefusedError({"code": code, "message": f"the socket token is {reason}"})
+        async with self.parts.db() as db:
+            user = await users_db.get_user(db, user_id)
+        if user is None:
+            raise ConnectionRefusedError({"code": "invalid_token", "message": "no such user"})
+        await self.save_session(sid, {"user_id": user.id, "site_admin": user.is_site_admin, "circles": set(),
+                                      "strikes": 0})
+        await self.enter_room(sid, user_room(user.id))
+
+    async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
+        session = await self.get_session(sid)
+        for circle_id in list(session.get("circles", ())):
+            await self._depart(session["user_id"], circle_id)
+
+    async def _depart(self, user_id: int, circle_id: str) -> None:
+        if await self.parts.presence.depart(circle_id, user_id):
+            await self.parts.broadcaster.to_circle(circle_id, "presence_changed",
+                                                   {"circle_id": circle_id, "user_id": user_id, "online": False})
+
+    # --- the request envelope ---
+
+    async def _request(
+        self, sid: str, data: Any, model: type[M],
+        work: Callable[[Actor, M, AsyncSession], Awaitable[tuple[Ack, Callable[[], Awaitable[None]] | None]]],
+    ) -> Ack:
+        """Limit, validate, run ``work`` in one transaction; after commit, acknowledge, then deliver."""
+        session = await self.get_session(sid)
+        actor = Actor(user_id=session["user_id"], is_site_admin=session["site_admin"])
+        try:
+            wait = await self.parts.limiter.hit(f"socket:{sid}", per_second=CONNECTION_PER_SECOND,
+                                                burst=CONNECTION_BURST)
+            if wait:
+                raise RateLimited(wait, "too many requests on this connection")
+            payload = _validate(model, data)
+            async with self.parts.db() as db, db.begin():
+                reply, deliver = await work(actor, payload, db)
+        except DomainError as exc:
+            await self._strike(sid, session, exc)
+            return ack_error(exc)
+        except Exception:
+            log.exception("socket handler failed for %s", model.__name__)
+            return {"ok": False, "error": {"code": "internal", "message": "internal server error"}}
+        if deliver is not None:
+            self.parts.broadcaster.after_ack(deliver())
+        return {"ok": True, **reply}
+
+    async def _strike(self, sid: str, session: dict[str, Any], error: DomainError) -> None:
+        if not isinstance(error, RateLimited):
+            return
+        session["strikes"] = session.get("strikes", 0) + 1
+        if session["strikes"] >= STRIKES_BEFORE_DISCONNECT:
+            log.warning("disconnecting %s (user %s): persistent flooding", sid, session["user_id"])
+            self.parts.broadcaster.after_ack(self.disconnect(sid))
+
+    # --- events ---
+
+    async def on_join_circle(self, sid: str, data: Any = None) -> Ack:
+        async def work(actor: Actor, body: JoinCircleIn, db: AsyncSession) -> tuple[Ack, None]:
+            joined = await chat.join(db, actor, body.circle_id, body.last_seq)
+            messages = await _messages_out(db, body.circle_id, joined.messages)
+            return {"circle_id": body.circle_id, "messages": messages, "last_seq": joined.last_seq,
+                    "gap": joined.gap, "first_visible_seq": joined.first_visible_seq, "read_seq": joined.read_seq,
+                    "unread": joined.unread}, None
+
+        ack = await self._request(sid, data, JoinCircleIn, work)
+        if ack["ok"]:
+            session = await self.get_session(sid)
+            circle_id = ack["circle_id"]
+            await self.enter_room(sid, circle_room(circle_id))
+            if circle_id not in session["circles"]:
+                session["circles"].add(circle_id)
+                if await self.parts.presence.arrive(circle_id, session["user_id"]):
+                    self.parts.broadcaster.after_ack(self.parts.broadcaster.to_circle(
+                        circle_id, "presence_changed",
+                        {"circle_id": circle_id, "user_id": session["user_id"], "online": True}, skip_sid=sid))
+            ack["online"] = await self.parts.presence.online(circle_id)
+        return ack
+
+    async def on_leave_circle(self, sid: str, data: Any = None) -> Ack:
+        try:
+            body = _validate(CircleIn, data)
+        except DomainError as exc:
+            return ack_error(exc)
+        session = await self.get_session(sid)
+        await self.leave_room(sid, circle_room(body.circle_id))
+        if body.circle_id in session["circles"]:
+            session["circles"].discard(body.circle_id)
+            await self._depart(session["user_id"], body.circle_id)
+        return {"ok": True}
+
+    async def on_send_message(self, sid: str, data: Any = None) -> Ack:
+        async def work(actor: Actor, body: SendMessageIn, db: AsyncSession) -> tuple[Ack, Any]:
+            wait = await self.parts.limiter.hit(f"chat:{actor.user_id}:{body.circle_id}",
+                                                per_second=SEND_PER_SECOND, burst=SEND_BURST)
+            if wait:
+                raise RateLimited(wait, "you are sending too fast in this circle")
+            sent = await chat.send(db, actor, body.circle_id, client_id=body.client_id, body=body.body,
+                                   mentions=body.mentions)
+            message = (await _messages_out(db, body.circle_id, [sent.message]))[0]
+            reply: Ack = {"seq": sent.message.seq, "message": message, "duplicate": not sent.created}
+            if not sent.created:
+                return reply, None
+
+            async def deliver() -> None:
+                await self.parts.broadcaster.to_circle(body.circle_id, "message_posted", message)
+                await self.parts.broadcaster.to_users(sent.notify, "mentioned", {
+                    "circle_id": body.circle_id, "seq": sent.message.seq, "by": actor.user_id})
+
+            return reply, deliver
+
+        return await self._request(sid, data, SendMessageIn, work)
+
+    async def on_edit_message(self, sid: str, data: Any = None) -> Ack:
+        async def work(actor: Actor, body: EditMessageIn, db: AsyncSession) -> tuple[Ack, Any]:
+            edited = await chat.edit(db, actor, body.circle_id, body.seq, body.body)
+            message = (await _messages_out(db, body.circle_id, [edited]))[0]
+            return {"message": message}, lambda: self.parts.broadcaster.to_circle(
+                body.circle_id, "message_edited", message)
+
+        return await self._request(sid, data, EditMessageIn, work)
+
+    async def on_delete_message(self, sid: str, data: Any = None) -> Ack:
+        async def work(actor: Actor, body: MessageRefIn, db: AsyncSession) -> tuple[Ack, Any]:
+            await chat.delete(db, actor, body.circle_id, body.seq)
+            fact = {"circle_id": body.circle_id, "seq": body.seq}
+            return {}, lambda: self.parts.broadcaster.to_circle(body.circle_id, "message_deleted", fact)
+
+        return await self._request(sid, data, MessageRefIn, work)
+
+    async def on_typing(self, sid: str, data: Any = None) -> Ack:
+        async def work(actor: Actor, body: CircleIn, db: AsyncSession) -> tuple[Ack, Any]:
+            session = await self.get_session(sid)
+            if body.circle_id not in session["circles"]:
+                raise InvalidInput("join the circle's chat first", code="not_joined")
+            if not self.typing.allow(body.circle_id, actor.user_id, time.monotonic()):
+                return {"sent": False}, None
+            fact = {"circle_id": body.circle_id, "user_id": actor.user_id}
+            return {"sent": True}, lambda: self.parts.broadcaster.to_circle(
+                body.circle_id, "member_typing", fact, skip_sid=sid)
+
+        return await self._request(sid, data, CircleIn, work)
+
+    async def on_mark_read(self, sid: str, data: Any = None) -> Ack:
+        async def work(actor: Actor, body: MarkReadIn, db: AsyncSession) -> tuple[Ack, Any]:
+            read_seq, unread = await chat.mark_read(db, actor, body.circle_id, body.seq)
+            fact = {"circle_id": body.circle_id, "read_seq": read_seq, "unread": unread}
+            return fact, lambda: self.parts.broadcaster.to_users([actor.user_id], "read_position", fact)
+
+        return await self._request(sid, data, MarkReadIn, work)
+
+    async def on_mute_member(self, sid: str, data: Any = None) -> Ack:
+        async def work(actor: Actor, body: MuteIn, db: AsyncSession) -> tuple[Ack, Any]:
+            member = await chat.mute(db, actor, body.circle_id, body.user_id, body.seconds)
+            until = member.muted_until.isoformat() if member.muted_until else None
+            fact = {"circle_id": body.circle_id, "user_id": body.user_id, "until": until}
+            return fact, lambda: self.parts.broadcaster.to_users([body.user_id], "muted", fact)
+
+        return await self._request(sid, data, MuteIn, work)
+
+    async def on_set_announcement_mode(self, sid: str, data: Any = None) -> Ack:
+        async def work(actor: Actor, body: AnnouncementModeIn, db: AsyncSession) -> tuple[Ack, Any]:
+            await chat.set_read_only(db, actor, body.circle_id, body.on)
+            fact = {"circle_id": body.circle_id, "on": body.on}
+            return fact, lambda: self.parts.broadcaster.to_circle(body.circle_id, "announcement_mode_changed", fact)
+
+        return await self._request(sid, data, AnnouncementModeIn, work)
+
+
+def _validate(model: type[M], data: Any) -> M:
+    if not isinstance(data, dict):
+        raise InvalidInput("the payload must be an object", code="malformed_payload")
+    try:
+        # JSON mode, as over HTTP: strict about types, yet enum values and timestamps come as strings.
+        return model.model_validate_json(json.dumps(data))
+    except (ValidationError, ValueError) as exc:
+        if not isinstance(exc, ValidationError):
+            raise InvalidInput("the payload is not plain JSON", code="malformed_payload") from None
+        raise InvalidInput(details=[
+            {"field": ".".join(str(p) for p in err["loc"]) or None, "problem": err["msg"]}
+            for err in exc.errors(include_url=False, include_input=False, include_context=False)
+        ]) from None
+
+
+async def _messages_out(db: AsyncSession, circle_id: str, messages: list[ChatMessage]) -> list[dict[str, Any]]:
+    authors = await feed_db.authors(db, circle_id, {m.author_id for m in messages if m.author_id is not None})
+    return [MessageOut.of(m, authors).model_dump(mode="json") for m in messages]

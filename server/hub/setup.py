@@ -1,0 +1,53 @@
+"""Build the Socket.IO server for an app, attach it, and own its start-up and shutdown."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import socketio
+from aiohttp import web
+
+from server import keys
+from server.hub import transport
+from server.hub.chat import ChatNamespace, HubParts
+from server.hub.emit import Broadcaster
+from server.hub.presence import MemoryPresence, RedisPresence
+
+SIO = web.AppKey("sio", socketio.AsyncServer)
+BROADCASTER = web.AppKey("broadcaster", Broadcaster)
+
+
+def attach_hub(app: web.Application) -> None:
+    """Create the server and its routes now (the router freezes at start-up); connect its parts in cleanup_ctx."""
+    settings = app[keys.SETTINGS]
+    manager = None
+    if settings.redis_url:
+        manager = socketio.AsyncRedisManager(settings.redis_url, channel=f"{settings.redis_prefix}socketio")
+    sio = socketio.AsyncServer(
+        async_mode="aiohttp",
+        client_manager=manager,
+        cors_allowed_origins=transport.origin_checker(settings.allowed_origins, settings.trust_forwarded),
+        max_http_buffer_size=settings.max_socket_message_bytes,
+        http_compression=False,
+        ping_interval=20,
+        ping_timeout=20,
+    )
+    transport.use_plain_websockets(sio)
+    sio.attach(app)
+    app[SIO] = sio
+    app[BROADCASTER] = Broadcaster(sio)
+    app.cleanup_ctx.append(_hub)
+
+
+async def _hub(app: web.Application) -> AsyncIterator[None]:
+    sio = app[SIO]
+    redis = app.get(keys.REDIS)
+    prefix = app[keys.SETTINGS].redis_prefix
+    presence = RedisPresence(redis, prefix) if redis is not None else MemoryPresence()
+    sio.register_namespace(ChatNamespace(HubParts(
+        db=app[keys.DB], limiter=app[keys.LIMITER], presence=presence, tokens=app[keys.SOCKET_TOKENS],
+        broadcaster=app[BROADCASTER],
+    )))
+    yield
+    await app[BROADCASTER].drain()
+    await transport.stop(sio)
