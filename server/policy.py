@@ -123,7 +123,8 @@ class CircleAction(enum.StrEnum):
     CONTRIBUTE = "contribute"  # post, comment, react
     MODERATE = "moderate"  # delete others' posts and comments, pin
     INVITE = "invite"  # create and revoke invite links
-    MANAGE = "manage"  # settings, sections, the form, reviews, members, bans, the audit log
+    MANAGE = "manage"  # settings, sections, the form, reviews, members, bans
+    OVERSEE = "oversee"  # read what managers read: the review queue, bans, the audit log, who is behind nicknames
     ARCHIVE = "archive"
     TRANSFER = "transfer"  # hand the ownership to another member
     LEAVE = "leave"
@@ -158,13 +159,15 @@ _CIRCLE_RULES: dict[CircleAction, frozenset[CircleRole]] = {
     CircleAction.MODERATE: _MODERATORS,
     CircleAction.INVITE: _MODERATORS,
     CircleAction.MANAGE: _MANAGERS,
+    CircleAction.OVERSEE: _MANAGERS,
     CircleAction.ARCHIVE: frozenset({CircleRole.OWNER}),
     CircleAction.TRANSFER: frozenset({CircleRole.OWNER}),
 }
 _OPEN_TO_ALL = frozenset({CircleAction.VIEW, CircleAction.READ})
 _WAYS_IN = {CircleAction.JOIN: JoinPolicy.OPEN, CircleAction.APPLY: JoinPolicy.APPLICATION}
 _ALLOWED_WHEN_ARCHIVED = frozenset({CircleAction.VIEW, CircleAction.READ, CircleAction.DIRECTORY,
-                                    CircleAction.ARCHIVE, CircleAction.LEAVE, CircleAction.CHAT})
+                                    CircleAction.ARCHIVE, CircleAction.LEAVE, CircleAction.CHAT,
+                                    CircleAction.OVERSEE})
 # Roles each manager may hand out (or take away) through invites and role changes; ownership moves by transfer only.
 _GRANTABLE: dict[CircleRole, frozenset[CircleRole]] = {
     CircleRole.OWNER: frozenset({CircleRole.ADMIN, CircleRole.TEACHER, CircleRole.MEMBER}),

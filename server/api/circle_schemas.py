@@ -297,7 +297,7 @@ class DirectoryQuery(Query):
     position: Annotated[str, StringConstraints(max_length=120)] | None = None
     education: Annotated[str, StringConstraints(max_length=120)] | None = None
     industry: Annotated[str, StringConstraints(max_length=120)] | None = None
-    field: Annotated[str, StringConstraints(pattern=r"^[^:]{1,40}:.{0,200}$")] | None = Field(
+    field: Annotated[str, StringConstraints(pattern=r'^[^:"\\]{1,40}:.{0,200}$')] | None = Field(
         None, description="a custom profile field as key:value, e.g. city:Hangzhou")
     role: CircleRole | None = None
     after: Id | None = Field(None, description="user id from the previous page's next_after")

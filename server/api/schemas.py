@@ -22,8 +22,10 @@ Name = Annotated[
 ]
 Tag = Annotated[str, StringConstraints(strip_whitespace=True, max_length=120), AfterValidator(_no_control_chars)]
 Password = Annotated[str, StringConstraints(min_length=8, max_length=256)]
+# Keys name JSON members in directory filters: no quotes or backslashes, which JSON paths would have to escape.
 CustomKey = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40), AfterValidator(_no_control_chars)
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=40, pattern=r'^[^"\\]+$'),
+    AfterValidator(_no_control_chars),
 ]
 CustomValue = Annotated[
     str, StringConstraints(strip_whitespace=True, max_length=200), AfterValidator(_no_control_chars)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from sqlalchemy import event
@@ -15,7 +16,8 @@ SessionFactory = async_sessionmaker[AsyncSession]
 def make_engine(database_url: str, schema: str | None = None, *, pool_size: int = 10) -> AsyncEngine:
     """One engine per process. SQLite gets WAL, foreign keys and a busy timeout; PostgreSQL an optional schema."""
     if database_url.startswith("sqlite"):
-        engine = create_async_engine(database_url, connect_args={"timeout": 30})
+        # Keys stay as written (not \u-escaped), so JSON paths in queries match them on SQLite too.
+        engine = create_async_engine(database_url, connect_args={"timeout": 30}, json_serializer=_json_dumps)
         event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
         event.listen(engine.sync_engine, "begin", _sqlite_begin_immediate)
         return engine
@@ -25,6 +27,10 @@ def make_engine(database_url: str, schema: str | None = None, *, pool_size: int 
     return create_async_engine(
         database_url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True, connect_args=connect_args
     )
+
+
+def _json_dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 def make_session_factory(engine: AsyncEngine) -> SessionFactory:

@@ -32,7 +32,7 @@ class CircleContext:
     @property
     def is_manager(self) -> bool:
         """Whether the viewer sees who is behind nicknames: circle admins and the institution's admins."""
-        return policy.allows(lambda: self.check(policy.CircleAction.MANAGE))
+        return policy.allows(lambda: self.check(policy.CircleAction.OVERSEE))
 
     def check(self, action: policy.CircleAction) -> None:
         policy.check_circle(self.actor, self.facts, self.standing, action)

@@ -95,7 +95,7 @@ async def my_applications(db: AsyncSession, actor: policy.Actor, circle_id: str)
 async def review_queue(
     db: AsyncSession, actor: policy.Actor, circle_id: str, status: ApplicationStatus | None
 ) -> list[tuple[JoinRequest, User]]:
-    await open_circle(db, actor, circle_id, Action.MANAGE)
+    await open_circle(db, actor, circle_id, Action.OVERSEE)
     return await circles_db.list_requests(db, circle_id, status)
 
 
@@ -218,7 +218,7 @@ async def directory(
 async def update_me(
     db: AsyncSession, actor: policy.Actor, circle_id: str, changes: dict[str, Any]
 ) -> CircleMember:
-    await open_circle(db, actor, circle_id, Action.LEAVE)  # the same standing: a member of the circle
+    await open_circle(db, actor, circle_id, Action.DIRECTORY)  # members (and staff, who have no membership)
     member = await circles_db.get_member(db, circle_id, actor.user_id)
     if member is None:
         raise NotFound("you are not a member of this circle", code="not_a_member")
@@ -292,7 +292,7 @@ async def unban(db: AsyncSession, actor: policy.Actor, circle_id: str, user_id: 
 
 
 async def bans(db: AsyncSession, actor: policy.Actor, circle_id: str) -> list[tuple[CircleBan, User]]:
-    await open_circle(db, actor, circle_id, Action.MANAGE)
+    await open_circle(db, actor, circle_id, Action.OVERSEE)
     return await circles_db.list_bans(db, circle_id)
 
 
@@ -314,5 +314,5 @@ async def transfer(db: AsyncSession, actor: policy.Actor, circle_id: str, user_i
 async def audit_log(
     db: AsyncSession, actor: policy.Actor, circle_id: str, before_id: int | None, limit: int
 ) -> list[AuditEntry]:
-    await open_circle(db, actor, circle_id, Action.MANAGE)
+    await open_circle(db, actor, circle_id, Action.OVERSEE)
     return await circles_db.audit_log(db, circle_id, before_id, limit)
