@@ -146,24 +146,32 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_join_circle(self, sid: str, data: Any = None) -> Ack:
         async def work(actor: Actor, body: JoinCircleIn, db: AsyncSession) -> tuple[Ack, None]:
+            await chat.check_can_read(db, actor, body.circle_id)
+            # In the room before reading: a message committed meanwhile is in the reply, or broadcast, or both
+            # (clients drop any seq at or below the reply's last_seq), never neither.
+            await self.enter_room(sid, circle_room(body.circle_id))
             joined = await chat.join(db, actor, body.circle_id, body.last_seq)
+            self.parts.broadcaster.expect(body.circle_id, joined.last_seq)
             messages = await _messages_out(db, body.circle_id, joined.messages)
             return {"circle_id": body.circle_id, "messages": messages, "last_seq": joined.last_seq,
                     "gap": joined.gap, "first_visible_seq": joined.first_visible_seq, "read_seq": joined.read_seq,
                     "unread": joined.unread}, None
 
         ack = await self._request(sid, data, JoinCircleIn, work)
-        if ack["ok"]:
-            session = await self.get_session(sid)
-            circle_id = ack["circle_id"]
-            await self.enter_room(sid, circle_room(circle_id))
-            if circle_id not in session["circles"]:
-                session["circles"].add(circle_id)
-                if await self.parts.presence.arrive(circle_id, session["user_id"]):
-                    self.parts.broadcaster.after_ack(self.parts.broadcaster.to_circle(
-                        circle_id, "presence_changed",
-                        {"circle_id": circle_id, "user_id": session["user_id"], "online": True}, skip_sid=sid))
-            ack["online"] = await self.parts.presence.online(circle_id)
+        session = await self.get_session(sid)
+        if not ack["ok"]:
+            circle_id = data.get("circle_id") if isinstance(data, dict) else None
+            if isinstance(circle_id, str) and circle_id not in session["circles"]:
+                await self.leave_room(sid, circle_room(circle_id))  # entered before a later step failed
+            return ack
+        circle_id = ack["circle_id"]
+        if circle_id not in session["circles"]:
+            session["circles"].add(circle_id)
+            if await self.parts.presence.arrive(circle_id, session["user_id"]):
+                self.parts.broadcaster.after_ack(self.parts.broadcaster.to_circle(
+                    circle_id, "presence_changed",
+                    {"circle_id": circle_id, "user_id": session["user_id"], "online": True}, skip_sid=sid))
+        ack["online"] = await self.parts.presence.online(circle_id)
         return ack
 
     async def on_leave_circle(self, sid: str, data: Any = None) -> Ack:
@@ -192,7 +200,8 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
                 return reply, None
 
             async def deliver() -> None:
-                await self.parts.broadcaster.to_circle(body.circle_id, "message_posted", message)
+                await self.parts.broadcaster.to_circle(body.circle_id, "message_posted", message,
+                                                       seq=sent.message.seq)
                 await self.parts.broadcaster.to_users(sent.notify, "mentioned", {
                     "circle_id": body.circle_id, "seq": sent.message.seq, "by": actor.user_id})
 

@@ -20,12 +20,10 @@ BROADCASTER = web.AppKey("broadcaster", Broadcaster)
 def attach_hub(app: web.Application) -> None:
     """Create the server and its routes now (the router freezes at start-up); connect its parts in cleanup_ctx."""
     settings = app[keys.SETTINGS]
-    manager = None
-    if settings.redis_url:
-        manager = socketio.AsyncRedisManager(settings.redis_url, channel=f"{settings.redis_prefix}socketio")
+    # Connections and rooms stay local to each process (sticky sessions); broadcasts cross processes through the
+    # Broadcaster's own Redis channel, which also keeps numbered messages in order (see server/hub/emit.py).
     sio = socketio.AsyncServer(
         async_mode="aiohttp",
-        client_manager=manager,
         cors_allowed_origins=transport.origin_checker(settings.allowed_origins, settings.trust_forwarded),
         max_http_buffer_size=settings.max_socket_message_bytes,
         http_compression=False,
@@ -48,6 +46,7 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
         db=app[keys.DB], limiter=app[keys.LIMITER], presence=presence, tokens=app[keys.SOCKET_TOKENS],
         broadcaster=app[BROADCASTER],
     )))
+    await app[BROADCASTER].start(redis, f"{prefix}broadcast")
     yield
-    await app[BROADCASTER].drain()
+    await app[BROADCASTER].stop()
     await transport.stop(sio)

@@ -47,6 +47,10 @@ async def _membership(db: AsyncSession, context: CircleContext, actor: policy.Ac
     return await circles_db.get_member(db, context.circle.id, actor.user_id)
 
 
+async def check_can_read(db: AsyncSession, actor: policy.Actor, circle_id: str) -> None:
+    await open_circle(db, actor, circle_id, Action.CHAT)
+
+
 async def join(db: AsyncSession, actor: policy.Actor, circle_id: str, last_seen: int | None) -> Joined:
     context = await open_circle(db, actor, circle_id, Action.CHAT)
     member = await _membership(db, context, actor)
