@@ -231,6 +231,11 @@ def check_grant(actor: Actor, standing: Standing, role: CircleRole, *, current: 
             raise Forbidden(f"a circle {mine} may not grant or change the {wanted.value} role")
 
 
+def may_grant(actor: Actor, standing: Standing, role: CircleRole) -> bool:
+    mine = _effective_role(actor, standing)
+    return mine is not None and role in _GRANTABLE.get(mine, frozenset())
+
+
 def check_remove_member(actor: Actor, standing: Standing, target: CircleRole) -> None:
     """Removing or banning a member: managers only, and only members below them; never the owner."""
     if target is CircleRole.OWNER:

@@ -572,8 +572,16 @@ async def test_who_may_create_invites_for_which_role(api: Api) -> None:
     assert_error(await api.call("POST", url, p["outsider"], {}), 403)
     assert_error(await api.call("POST", url, None, {}), 401)
 
-    listed = expect(await api.call("GET", url, p["teacher"]))["invites"]
+    listed = expect(await api.call("GET", url, p["owner"]))["invites"]
     assert {i["id"] for i in listed} == set(made.values()) | setup_invites
+    # A teacher sees only the invites a teacher could make: never a link that makes someone admin.
+    by_teacher = expect(await api.call("GET", url, p["teacher"]))["invites"]
+    assert {i["id"] for i in by_teacher} == {i["id"] for i in listed if i["role"] == "member"}
+    assert made["teacher/member"] in {i["id"] for i in by_teacher}
+    for invite in listed:
+        if invite["role"] != "member":
+            assert_error(await api.call("GET", f"{url}/{invite['id']}/qr.png", p["teacher"]), 403)
+            assert_error(await api.call("DELETE", f"{url}/{invite['id']}", p["teacher"]), 403)
     assert_error(await api.call("GET", url, p["member"]), 403)
 
     admin_invite = next(i for i in listed if i["id"] == made["owner/admin"])

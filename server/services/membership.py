@@ -140,15 +140,18 @@ async def create_invite(
 
 
 async def invites(db: AsyncSession, actor: policy.Actor, circle_id: str) -> list[Invite]:
-    await open_circle(db, actor, circle_id, Action.INVITE)
-    return await circles_db.list_invites(db, circle_id)
+    """The invites the viewer could have made: a teacher sees member invites, not the links that make admins."""
+    context = await open_circle(db, actor, circle_id, Action.INVITE)
+    found = await circles_db.list_invites(db, circle_id)
+    return [invite for invite in found if policy.may_grant(actor, context.standing, invite.role)]
 
 
 async def get_invite(db: AsyncSession, actor: policy.Actor, circle_id: str, invite_id: int) -> Invite:
-    await open_circle(db, actor, circle_id, Action.INVITE)
+    context = await open_circle(db, actor, circle_id, Action.INVITE)
     invite = await circles_db.get_invite(db, circle_id, invite_id)
     if invite is None:
         raise NotFound("no such invite")
+    policy.check_grant(actor, context.standing, invite.role)
     return invite
 
 
