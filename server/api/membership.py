@@ -36,6 +36,7 @@ from server.api.identity import public_origin, user_actor
 from server.api.routes import Route
 from server.api.wire import ok, parse_body, parse_query, path_circle_id, path_int, transaction
 from server.db.circles import DirectoryFilter
+from server.hub.setup import BROADCASTER
 from server.services import membership
 
 
@@ -46,9 +47,10 @@ async def join(request: web.Request) -> web.Response:
 
 
 async def leave_or_remove(request: web.Request) -> web.Response:
+    circle_id, user_id = path_circle_id(request), path_int(request, "user_id")
     async with transaction(request) as db:
-        await membership.remove(db, await user_actor(request, db), path_circle_id(request),
-                                path_int(request, "user_id"))
+        await membership.remove(db, await user_actor(request, db), circle_id, user_id)
+    await request.app[BROADCASTER].evict(user_id, circle_id)  # their open chats stop at once
     return web.Response(status=204)
 
 
@@ -181,6 +183,7 @@ async def ban(request: web.Request) -> web.Response:
     async with transaction(request) as db:
         banned, user = await membership.ban(db, await user_actor(request, db), path_circle_id(request), body.user_id,
                                             body.reason)
+    await request.app[BROADCASTER].evict(user.id, banned.circle_id)
     return ok(BanOut(user_id=user.id, display_name=user.display_name, reason=banned.reason,
                      created_at=banned.created_at), status=201)
 

@@ -77,6 +77,15 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         super().__init__("/")
         self.parts = parts
         self.typing = TypingThrottle()
+        parts.broadcaster.on_evict(self._evict)
+
+    async def _evict(self, sid: str, user_id: int, circle_id: str) -> None:
+        await self.leave_room(sid, circle_room(circle_id))
+        session = await self.get_session(sid)
+        if circle_id in session["circles"]:
+            session["circles"].discard(circle_id)
+            await self._depart(user_id, circle_id)
+        await self.emit("circle_left", {"circle_id": circle_id}, to=sid)
 
     # --- connection ---
 

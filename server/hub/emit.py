@@ -14,7 +14,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import socketio
@@ -25,6 +25,7 @@ from rooms.chat import InOrder
 
 log = logging.getLogger(__name__)
 Envelope = dict[str, Any]
+Evictor = Callable[[str, int, str], Awaitable[None]]  # (sid, user_id, circle_id)
 RECONNECT_DELAY_SECONDS = 1.0
 
 
@@ -45,6 +46,11 @@ class Broadcaster:
         self._channel = ""
         self._listener: asyncio.Task[None] | None = None
         self._overdue_timer: asyncio.TimerHandle | None = None
+        self._evictor: Evictor | None = None
+
+    def on_evict(self, evictor: Evictor) -> None:
+        """Who takes a connection out of a circle when its user stops being allowed to read it."""
+        self._evictor = evictor
 
     # --- lifecycle ---
 
@@ -79,6 +85,10 @@ class Broadcaster:
         if rooms:
             await self._send({"event": event, "data": data, "room": rooms, "skip_sid": None, "seq": None})
 
+    async def evict(self, user_id: int, circle_id: str) -> None:
+        """Every connection of ``user_id``, on every process, stops receiving ``circle_id`` (removed, banned, left)."""
+        await self._send({"event": None, "evict": [user_id, circle_id], "room": user_room(user_id), "seq": None})
+
     def expect(self, circle_id: str, last_seq: int) -> None:
         """A reader joined knowing messages up to ``last_seq``: order this circle's messages from there on."""
         self._order.expect(circle_room(circle_id), last_seq)
@@ -102,6 +112,9 @@ class Broadcaster:
     # --- delivering to this process's connections ---
 
     async def _deliver(self, envelope: Envelope) -> None:
+        if envelope.get("evict") is not None:
+            await self._evict_here(envelope)
+            return
         seq = envelope.get("seq")
         if seq is None:
             await self._emit(envelope)
@@ -112,6 +125,13 @@ class Broadcaster:
 
     async def _emit(self, envelope: Envelope) -> None:
         await self._sio.emit(envelope["event"], envelope["data"], to=envelope["room"], skip_sid=envelope["skip_sid"])
+
+    async def _evict_here(self, envelope: Envelope) -> None:
+        user_id, circle_id = envelope["evict"]
+        if self._evictor is None:
+            return
+        for sid, _ in list(self._sio.manager.get_participants("/", user_room(int(user_id)))):
+            await self._evictor(sid, int(user_id), str(circle_id))
 
     def _watch_overdue(self) -> None:
         if self._overdue_timer is None and self._order.waiting():
