@@ -35,6 +35,13 @@ def attach_hub(app: web.Application) -> None:
     app[SIO] = sio
     app[BROADCASTER] = Broadcaster(sio)
     app.cleanup_ctx.append(_hub)
+    app.on_shutdown.append(_disconnect_clients)
+
+
+async def _disconnect_clients(app: web.Application) -> None:
+    # on_shutdown runs before aiohttp waits for open connections: without this, a connected client holds the
+    # process up to the shutdown timeout.
+    await transport.disconnect_all(app[SIO])
 
 
 async def _hub(app: web.Application) -> AsyncIterator[None]:

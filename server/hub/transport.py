@@ -51,6 +51,13 @@ def use_plain_websockets(sio: socketio.AsyncServer) -> None:
     sio.eio._async["websocket"] = PlainWebSocket
 
 
+async def disconnect_all(sio: socketio.AsyncServer) -> None:
+    """Close every connection of this process, so shutdown need not wait for clients to leave on their own."""
+    for sid, _ in list(sio.manager.get_participants("/", None)):
+        with contextlib.suppress(Exception):
+            await sio.disconnect(sid)
+
+
 async def stop(sio: socketio.AsyncServer) -> None:
     await sio.shutdown()
     listener = getattr(sio.manager, "thread", None)
