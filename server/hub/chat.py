@@ -92,16 +92,14 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
     async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
         token = auth.get("token") if isinstance(auth, dict) else None
         if not isinstance(token, str):
-            raise ConnectionRefusedError({"code": "not_authenticated",
-                                          "message": "connect with auth={'token': ...} from POST /api/socket-token"})
+            raise _refused("not_authenticated", "connect with auth={'token': ...} from POST /api/socket-token")
         user_id, reason = self.parts.tokens.verify(token, time.time())
         if user_id is None:
-            code = "token_expired" if reason == "expired" else "invalid_token"
-            raise ConnectionRefusedError({"code": code, "message": f"the socket token is {reason}"})
+            raise _refused("token_expired" if reason == "expired" else "invalid_token", f"the socket token is {reason}")
         async with self.parts.db() as db:
             user = await users_db.get_user(db, user_id)
         if user is None:
-            raise ConnectionRefusedError({"code": "invalid_token", "message": "no such user"})
+            raise _refused("invalid_token", "no such user")
         await self.save_session(sid, {"user_id": user.id, "site_admin": user.is_site_admin, "circles": set(),
                                       "strikes": 0})
         await self.enter_room(sid, user_room(user.id))
@@ -274,13 +272,18 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         return await self._request(sid, data, AnnouncementModeIn, work)
 
 
+def _refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
+    """The client's connect_error carries {"message": ..., "data": {"code": ...}}."""
+    return socketio.exceptions.ConnectionRefusedError(message, {"code": code})
+
+
 def _validate(model: type[M], data: Any) -> M:
     if not isinstance(data, dict):
         raise InvalidInput("the payload must be an object", code="malformed_payload")
     try:
         # JSON mode, as over HTTP: strict about types, yet enum values and timestamps come as strings.
         return model.model_validate_json(json.dumps(data))
-    except (ValidationError, ValueError) as exc:
+    except (ValidationError, ValueError, TypeError) as exc:  # TypeError: binary attachments are not JSON
         if not isinstance(exc, ValidationError):
             raise InvalidInput("the payload is not plain JSON", code="malformed_payload") from None
         raise InvalidInput(details=[

@@ -76,7 +76,9 @@ async def history(
 async def send(
     db: AsyncSession, actor: policy.Actor, circle_id: str, *, client_id: str, body: str, mentions: list[int]
 ) -> Sent:
-    context = await open_circle(db, actor, circle_id, Action.SEND_MESSAGE)
+    # Lock the circle before looking for a resend: overlapping retries of one client id then queue here and all
+    # find the original, instead of racing to the unique index.
+    context = await open_circle(db, actor, circle_id, Action.SEND_MESSAGE, lock=True)
     existing = await chat_db.by_client_id(db, circle_id, actor.user_id, client_id)
     if existing is not None:
         return Sent(existing, created=False, notify=set())
