@@ -100,6 +100,7 @@ class Settings:
                                           _int_range(1024, 4 * 1024 * 1024), 64 * 1024),
             login_attempts_per_account=_get(env, "QUANZI_LOGIN_ATTEMPTS_PER_ACCOUNT", _int_range(1, 10_000), 10),
             login_attempts_per_ip=_get(env, "QUANZI_LOGIN_ATTEMPTS_PER_IP", _int_range(1, 100_000), 50),
+            web_client_dir=_get(env, "QUANZI_WEB_CLIENT_DIR", _directory, PROJECT_ROOT / "web_client"),
             login_window_seconds=_get(env, "QUANZI_LOGIN_WINDOW_SECONDS", _int_range(1, 24 * 3600), 15 * 60),
         )
 
@@ -188,6 +189,13 @@ def _redis_url(raw: str) -> str:
     if urlsplit(raw).scheme not in ("redis", "rediss", "unix"):
         raise ValueError("must be a redis:// or rediss:// URL")
     return raw
+
+
+def _directory(raw: str) -> Path:
+    path = Path(raw).expanduser()
+    if not (path / "index.html").is_file():
+        raise ValueError("must be a directory holding the web client's index.html")
+    return path
 
 
 def _prefix(raw: str) -> str:
