@@ -18,7 +18,7 @@ from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.chat import TypingThrottle
-from rooms.errors import DomainError, InvalidInput, NotAuthenticated, RateLimited
+from rooms.errors import DomainError, InvalidInput, RateLimited
 from server.api.chat_schemas import (
     AnnouncementModeIn,
     CircleIn,
@@ -58,10 +58,6 @@ class HubParts:
     presence: Presence
     tokens: ClaimSigner
     broadcaster: Broadcaster
-
-
-class TokenRefused(NotAuthenticated):
-    code = "invalid_token"
 
 
 def ack_error(error: DomainError) -> Ack:
