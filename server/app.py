@@ -55,6 +55,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = make_engine(settings.database_url, settings.database_schema)
     app[keys.ENGINE] = engine
     app[keys.DB] = make_session_factory(engine)
+    app[keys.DB_READ] = make_session_factory(engine, read_only=True)
     yield
     await engine.dispose()
 

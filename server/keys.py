@@ -16,6 +16,7 @@ from server.settings import Settings
 SETTINGS = web.AppKey("settings", Settings)
 ENGINE = web.AppKey("engine", AsyncEngine)
 DB = web.AppKey("db", SessionFactory)
+DB_READ = web.AppKey("db_read", SessionFactory)  # for GET requests: never writes
 LIMITER = web.AppKey("limiter", RateLimiter)
 PASSWORDS = web.AppKey("passwords", Passwords)
 SIGNER = web.AppKey("signer", TokenSigner)

@@ -31,7 +31,7 @@ def _post_out(view: feed.PostView) -> PostOut:
     return PostOut(id=post.id, circle_id=post.circle_id, section_id=post.section_id, title=post.title,
                    body=post.body, author=AuthorOut.of(view.author), pinned=post.pinned_at is not None,
                    created_at=post.created_at, edited_at=post.edited_at, reactions=view.stats.reactions,
-                   my_reactions=view.stats.mine, comment_count=view.stats.comments)
+                   my_reactions=view.stats.mine, comment_count=view.comments)
 
 
 async def list_feed(request: web.Request) -> web.Response:

@@ -127,8 +127,10 @@ def path_circle_id(request: web.Request) -> str:
 
 @asynccontextmanager
 async def transaction(request: web.Request) -> AsyncIterator[AsyncSession]:
-    """One unit of work: committed when the block ends, rolled back whole if anything raises."""
-    async with request.app[keys.DB]() as db, db.begin():
+    """One unit of work: committed when the block ends, rolled back whole if anything raises. GET and HEAD
+    requests read only, so on SQLite they do not queue behind writers."""
+    factory = request.app[keys.DB_READ] if request.method in ("GET", "HEAD") else request.app[keys.DB]
+    async with factory() as db, db.begin():
         yield db
 
 

@@ -33,8 +33,10 @@ def _json_dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def make_session_factory(engine: AsyncEngine) -> SessionFactory:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def make_session_factory(engine: AsyncEngine, *, read_only: bool = False) -> SessionFactory:
+    """Sessions for units of work; ``read_only`` ones let SQLite readers run beside a writer (see below)."""
+    bound = engine.execution_options(quanzi_read_only=True) if read_only else engine
+    return async_sessionmaker(bound, expire_on_commit=False)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
@@ -50,4 +52,6 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None
 
 
 def _sqlite_begin_immediate(connection: Connection) -> None:
-    connection.exec_driver_sql("BEGIN IMMEDIATE")
+    # Writers take the write lock up front; readers (WAL) need none and read a consistent snapshot beside them.
+    read_only = connection.get_execution_options().get("quanzi_read_only", False)
+    connection.exec_driver_sql("BEGIN DEFERRED" if read_only else "BEGIN IMMEDIATE")

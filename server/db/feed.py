@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
-from sqlalchemy import and_, delete, func, select
+from sqlalchemy import Select, and_, case, delete, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,7 +17,6 @@ from server.db.models import CircleMember, Comment, Post, Reaction, ReactionKind
 class PostStats:
     reactions: dict[str, int] = field(default_factory=dict)
     mine: list[str] = field(default_factory=list)
-    comments: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,23 +45,57 @@ async def delete_post(db: AsyncSession, post: Post) -> None:
     await db.flush()
 
 
+@dataclass(frozen=True, slots=True)
+class PostRow:
+    post: Post
+    author: Author | None
+    comments: int
+
+
+def _post_rows() -> Select[tuple[Post, int | None, str | None, bool | None, str | None, int]]:
+    """Posts with their author as shown in the circle and their comment count: one statement per page."""
+    comment_count = (
+        select(func.count()).where(Comment.post_id == Post.id).correlate(Post).scalar_subquery()
+    )
+    return (
+        select(Post, User.id, User.display_name, User.verified, CircleMember.nickname, comment_count)
+        .outerjoin(User, User.id == Post.author_id)
+        .outerjoin(CircleMember, and_(CircleMember.circle_id == Post.circle_id, CircleMember.user_id == User.id))
+    )
+
+
+async def _rows(db: AsyncSession, stmt: Select[Any]) -> list[PostRow]:
+    rows = await db.execute(stmt)
+    return [
+        PostRow(post, Author(uid, nickname or name, verified) if uid is not None else None, int(comments))
+        for post, uid, name, verified, nickname, comments in rows
+    ]
+
+
 async def feed_page(
     db: AsyncSession, circle_id: str, section_id: int | None, before_id: int | None, limit: int
-) -> list[Post]:
+) -> list[PostRow]:
     """Unpinned posts, newest first, strictly older than ``before_id``: new posts never shift later pages."""
-    stmt = select(Post).where(Post.circle_id == circle_id, Post.pinned_at.is_(None))
+    stmt = _post_rows().where(Post.circle_id == circle_id, Post.pinned_at.is_(None))
     if section_id is not None:
         stmt = stmt.where(Post.section_id == section_id)
     if before_id is not None:
         stmt = stmt.where(Post.id < before_id)
-    return list((await db.execute(stmt.order_by(Post.id.desc()).limit(limit))).scalars())
+    return await _rows(db, stmt.order_by(Post.id.desc()).limit(limit))
 
 
-async def pinned_posts(db: AsyncSession, circle_id: str, section_id: int | None, limit: int) -> list[Post]:
-    stmt = select(Post).where(Post.circle_id == circle_id, Post.pinned_at.is_not(None))
+async def pinned_posts(db: AsyncSession, circle_id: str, section_id: int | None, limit: int) -> list[PostRow]:
+    stmt = _post_rows().where(Post.circle_id == circle_id, Post.pinned_at.is_not(None))
     if section_id is not None:
         stmt = stmt.where(Post.section_id == section_id)
-    return list((await db.execute(stmt.order_by(Post.pinned_at.desc(), Post.id.desc()).limit(limit))).scalars())
+    return await _rows(db, stmt.order_by(Post.pinned_at.desc(), Post.id.desc()).limit(limit))
+
+
+async def post_rows(db: AsyncSession, circle_id: str, post_ids: list[int]) -> list[PostRow]:
+    """The given posts of the circle, in the order given."""
+    found = {row.post.id: row for row in await _rows(db, _post_rows().where(
+        Post.circle_id == circle_id, Post.id.in_(post_ids)))}
+    return [found[pid] for pid in post_ids if pid in found]
 
 
 async def count_pinned(db: AsyncSession, circle_id: str) -> int:
@@ -69,29 +103,19 @@ async def count_pinned(db: AsyncSession, circle_id: str) -> int:
     return int(found.scalar_one())
 
 
-async def post_stats(db: AsyncSession, post_ids: list[int], viewer_id: int | None) -> dict[int, PostStats]:
-    """Reaction counts by kind, comment counts and the viewer's own reactions for a page: three queries in all."""
+async def reaction_stats(db: AsyncSession, post_ids: list[int], viewer_id: int | None) -> dict[int, PostStats]:
+    """Reaction counts by kind and the viewer's own reactions for a whole page, in one grouped query."""
     stats: dict[int, PostStats] = defaultdict(PostStats)
     if not post_ids:
         return stats
-    reactions = await db.execute(
-        select(Reaction.post_id, Reaction.kind, func.count()).where(Reaction.post_id.in_(post_ids))
-        .group_by(Reaction.post_id, Reaction.kind)
+    mine = func.max(case((Reaction.user_id == (viewer_id if viewer_id is not None else -1), 1), else_=0))
+    rows = await db.execute(
+        select(Reaction.post_id, Reaction.kind, func.count(), mine).where(Reaction.post_id.in_(post_ids))
+        .group_by(Reaction.post_id, Reaction.kind).order_by(Reaction.post_id, Reaction.kind)
     )
-    for post_id, kind, count in reactions:
+    for post_id, kind, count, by_viewer in rows:
         stats[post_id].reactions[kind.value] = int(count)
-    comments = await db.execute(
-        select(Comment.post_id, func.count()).where(Comment.post_id.in_(post_ids)).group_by(Comment.post_id)
-    )
-    for post_id, count in comments:
-        stats[post_id].comments = int(count)
-    if viewer_id is not None:
-        mine = await db.execute(
-            select(Reaction.post_id, Reaction.kind)
-            .where(Reaction.post_id.in_(post_ids), Reaction.user_id == viewer_id)
-            .order_by(Reaction.kind)
-        )
-        for post_id, kind in mine:
+        if by_viewer:
             stats[post_id].mine.append(kind.value)
     return stats
 

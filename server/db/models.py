@@ -292,6 +292,9 @@ class Post(Base):
         # The feed: newest first within a circle (and within a section), by keyset on id.
         Index("ix_posts_feed", "circle_id", "id"),
         Index("ix_posts_section_feed", "circle_id", "section_id", "id"),
+        # Pinned posts head the first page: a few rows per circle, found without scanning the feed.
+        Index("ix_posts_pinned", "circle_id", "pinned_at", sqlite_where=text("pinned_at IS NOT NULL"),
+              postgresql_where=text("pinned_at IS NOT NULL")),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

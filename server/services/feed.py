@@ -23,6 +23,7 @@ class PostView:
     post: Post
     author: feed_db.Author | None
     stats: feed_db.PostStats
+    comments: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +39,16 @@ class CommentView:
     author: feed_db.Author | None
 
 
-async def _views(db: AsyncSession, context: CircleContext, posts: list[Post]) -> list[PostView]:
-    """Authors and counts for a whole page at once: a fixed number of queries whatever the page size."""
-    ids = [post.id for post in posts]
-    stats = await feed_db.post_stats(db, ids, context.actor.user_id if context.actor else None)
-    authors = await feed_db.authors(db, context.circle.id, {p.author_id for p in posts if p.author_id is not None})
-    return [PostView(p, authors.get(p.author_id) if p.author_id else None, stats[p.id]) for p in posts]
+async def _views(db: AsyncSession, context: CircleContext, rows: list[feed_db.PostRow]) -> list[PostView]:
+    """Reaction counts for a whole page at once: a fixed number of queries whatever the page size."""
+    viewer = context.actor.user_id if context.actor else None
+    stats = await feed_db.reaction_stats(db, [row.post.id for row in rows], viewer)
+    return [PostView(row.post, row.author, stats[row.post.id], row.comments) for row in rows]
+
+
+async def _view(db: AsyncSession, context: CircleContext, post: Post) -> PostView:
+    await db.flush()
+    return (await _views(db, context, await feed_db.post_rows(db, context.circle.id, [post.id])))[0]
 
 
 async def _section_ok(db: AsyncSession, circle_id: str, section_id: int | None) -> None:
@@ -62,7 +67,7 @@ async def feed(
     more = len(page) > limit
     page = page[:limit]
     views = await _views(db, context, pinned + page)
-    return FeedPage(views[: len(pinned)], views[len(pinned):], page[-1].id if more and page else None)
+    return FeedPage(views[: len(pinned)], views[len(pinned):], page[-1].post.id if more and page else None)
 
 
 async def _post(db: AsyncSession, context: CircleContext, post_id: int) -> Post:
@@ -74,7 +79,7 @@ async def _post(db: AsyncSession, context: CircleContext, post_id: int) -> Post:
 
 async def get_post(db: AsyncSession, actor: policy.Actor | None, circle_id: str, post_id: int) -> PostView:
     context = await open_circle(db, actor, circle_id, Action.READ)
-    return (await _views(db, context, [await _post(db, context, post_id)]))[0]
+    return await _view(db, context, await _post(db, context, post_id))
 
 
 async def create_post(
@@ -84,7 +89,7 @@ async def create_post(
     await _section_ok(db, circle_id, section_id)
     post = await feed_db.add_post(db, circle_id=circle_id, author_id=actor.user_id, title=title, body=body,
                                   section_id=section_id)
-    return (await _views(db, context, [post]))[0]
+    return await _view(db, context, post)
 
 
 async def edit_post(
@@ -99,7 +104,7 @@ async def edit_post(
         setattr(post, name, value)
     post.edited_at = utcnow()
     await db.flush()
-    return (await _views(db, context, [post]))[0]
+    return await _view(db, context, post)
 
 
 async def delete_post(db: AsyncSession, actor: policy.Actor, circle_id: str, post_id: int) -> None:
@@ -125,7 +130,7 @@ async def set_pinned(db: AsyncSession, actor: policy.Actor, circle_id: str, post
         await circles_db.audit(db, circle_id, actor.user_id, "unpin", target_user_id=post.author_id,
                                target_id=post.id)
     await db.flush()
-    return (await _views(db, context, [post]))[0]
+    return await _view(db, context, post)
 
 
 # --- comments ---
@@ -200,4 +205,4 @@ async def react(
         await feed_db.add_reaction(db, post_id, actor.user_id, kind)
     else:
         await feed_db.remove_reaction(db, post_id, actor.user_id, kind)
-    return (await _views(db, context, [post]))[0]
+    return await _view(db, context, post)
