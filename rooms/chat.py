@@ -84,7 +84,7 @@ class InOrder:
         held = self._held.setdefault(key, {})
         held[seq] = item
         self._since.setdefault(key, now)
-        return self._release(key)
+        return self._release(key, now)
 
     def overdue(self, now: float) -> list[object]:
         """Skip gaps held longer than ``hold`` and release what waited behind them."""
@@ -92,13 +92,13 @@ class InOrder:
         for key, since in list(self._since.items()):
             if now - since >= self.hold and self._held.get(key):
                 self._next[key] = min(self._held[key])
-                ready.extend(self._release(key))
+                ready.extend(self._release(key, now))
         return ready
 
     def waiting(self) -> bool:
         return any(self._held.values())
 
-    def _release(self, key: str) -> list[object]:
+    def _release(self, key: str, now: float) -> list[object]:
         held = self._held.get(key, {})
         ready = []
         while self._next[key] in held:
@@ -108,5 +108,5 @@ class InOrder:
             self._held.pop(key, None)
             self._since.pop(key, None)
         elif ready:
-            self._since[key] = min(self._since.get(key, 0.0), self._since[key])
+            self._since[key] = now  # a new gap: its wait starts now
         return ready

@@ -93,3 +93,13 @@ def test_in_order_releases_any_arrival_order_in_sequence(arrival: list[int]) -> 
         released += order.offer("c", seq, seq, 0.0)
     assert released == list(range(1, 30))
     assert not order.waiting()
+
+
+def test_in_order_times_each_gap_from_when_it_opened() -> None:
+    order = InOrder(hold=1.0)
+    order.expect("c", 0)
+    assert order.offer("c", 2, "two", 0.0) == []
+    assert order.offer("c", 4, "four", 0.5) == []
+    assert order.offer("c", 1, "one", 0.9) == ["one", "two"]  # 3 is now missing, since 0.9
+    assert order.overdue(1.5) == []  # 3 has been missing for 0.6 s only
+    assert order.overdue(1.9) == ["four"]
