@@ -102,4 +102,4 @@ def test_in_order_times_each_gap_from_when_it_opened() -> None:
     assert order.offer("c", 4, "four", 0.5) == []
     assert order.offer("c", 1, "one", 0.9) == ["one", "two"]  # 3 is now missing, since 0.9
     assert order.overdue(1.5) == []  # 3 has been missing for 0.6 s only
-    assert order.overdue(1.9) == ["four"]
+    assert order.overdue(2.0) == ["four"]
