@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any
+from datetime import datetime
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Select, and_, case, delete, func, select
 from sqlalchemy.exc import IntegrityError
@@ -45,31 +46,54 @@ async def delete_post(db: AsyncSession, post: Post) -> None:
     await db.flush()
 
 
+class PostFields(Protocol):
+    """A post's columns, whether read as an ORM object (to change it) or as a plain row (to show it)."""
+
+    id: int
+    circle_id: str
+    section_id: int | None
+    author_id: int | None
+    title: str | None
+    body: str
+    pinned_at: datetime | None
+    created_at: datetime
+    edited_at: datetime | None
+
+
 @dataclass(frozen=True, slots=True)
 class PostRow:
-    post: Post
+    post: PostFields
     author: Author | None
     comments: int
 
 
-def _post_rows() -> Select[tuple[Post, int | None, str | None, bool | None, str | None, int]]:
-    """Posts with their author as shown in the circle and their comment count: one statement per page."""
+_POST_COLUMNS = tuple(Post.__table__.c)
+_EXTRA = 5  # author id, display name, verified, nickname, comment count
+
+
+def _post_rows() -> Select[Any]:
+    """Posts as plain rows (no ORM identity map: pages are only shown), with their author as shown in the circle
+    and their comment count: one statement per page."""
     comment_count = (
         select(func.count()).where(Comment.post_id == Post.id).correlate(Post).scalar_subquery()
     )
     return (
-        select(Post, User.id, User.display_name, User.verified, CircleMember.nickname, comment_count)
+        select(*_POST_COLUMNS, User.id.label("author_uid"), User.display_name.label("author_name"),
+               User.verified.label("author_verified"), CircleMember.nickname.label("author_nickname"),
+               comment_count.label("comment_count"))
         .outerjoin(User, User.id == Post.author_id)
         .outerjoin(CircleMember, and_(CircleMember.circle_id == Post.circle_id, CircleMember.user_id == User.id))
     )
 
 
 async def _rows(db: AsyncSession, stmt: Select[Any]) -> list[PostRow]:
-    rows = await db.execute(stmt)
-    return [
-        PostRow(post, Author(uid, nickname or name, verified) if uid is not None else None, int(comments))
-        for post, uid, name, verified, nickname, comments in rows
-    ]
+    rows = (await db.execute(stmt)).all()
+    posts = []
+    for row in rows:
+        uid, name, verified, nickname, comments = row[-_EXTRA:]
+        author = Author(uid, nickname or name, verified) if uid is not None else None
+        posts.append(PostRow(cast(PostFields, row), author, int(comments)))
+    return posts
 
 
 async def feed_page(

@@ -20,7 +20,7 @@ MAX_PINNED = 10
 
 @dataclass(frozen=True, slots=True)
 class PostView:
-    post: Post
+    post: feed_db.PostFields
     author: feed_db.Author | None
     stats: feed_db.PostStats
     comments: int
