@@ -224,10 +224,9 @@ def check_circle(actor: Actor | None, circle: CircleFacts, standing: Standing, a
 
 def check_grant(actor: Actor, standing: Standing, role: CircleRole, *, current: CircleRole | None = None) -> None:
     """Whether the viewer may give ``role`` (by invite or role change) to someone who now has ``current``."""
-    mine = _effective_role(actor, standing)
-    grantable = _GRANTABLE.get(mine, frozenset()) if mine is not None else frozenset()
     for wanted in (role, current):
-        if wanted is not None and wanted not in grantable:
+        if wanted is not None and not may_grant(actor, standing, wanted):
+            mine = _effective_role(actor, standing)
             raise Forbidden(f"a circle {mine} may not grant or change the {wanted.value} role")
 
 

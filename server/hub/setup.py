@@ -56,4 +56,4 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
     await app[BROADCASTER].start(redis, f"{prefix}broadcast")
     yield
     await app[BROADCASTER].stop()
-    await transport.stop(sio)
+    await sio.shutdown()

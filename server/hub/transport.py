@@ -2,12 +2,11 @@
 
 - The handshake's Origin must be this server's own or one the settings allow, on polling and websocket alike.
 - Per-message deflate stays off: it costs about a third more CPU per delivery and ~100 KB per connection.
-- Shutdown stops the Redis manager's listener and closes its connection, which the library leaves running.
+- Shutdown closes every connection first, so the process does not wait on clients to leave.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -56,15 +55,3 @@ async def disconnect_all(sio: socketio.AsyncServer) -> None:
     for sid, _ in list(sio.manager.get_participants("/", None)):
         with contextlib.suppress(Exception):
             await sio.disconnect(sid)
-
-
-async def stop(sio: socketio.AsyncServer) -> None:
-    await sio.shutdown()
-    listener = getattr(sio.manager, "thread", None)
-    if isinstance(listener, asyncio.Task):
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
-    redis = getattr(sio.manager, "redis", None)
-    if redis is not None:
-        await redis.aclose()
