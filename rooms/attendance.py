@@ -90,14 +90,25 @@ def record(
         return Record(None, None, 0.0, 0.0, Status.ABSENT)
     inside = clip(merged, scheduled_start, scheduled_end)
     attended = sum(i.seconds for i in inside)
-    share = attended / (scheduled_end - scheduled_start)
-    first, last = merged[0].start, merged[-1].end
-    if not inside:
+    return summarise(merged[0].start, merged[-1].end, inside[0].start if inside else None, attended,
+                     scheduled_start, scheduled_end, rule)
+
+
+def summarise(
+    first_join: float | None, last_leave: float | None, first_inside: float | None, attended: float,
+    scheduled_start: float, scheduled_end: float, rule: Rule,
+) -> Record:
+    """A student's line from aggregates of their merged intervals (as the database computes them for a report):
+    the first arrival inside the schedule and the seconds attended inside it."""
+    if scheduled_end <= scheduled_start:
+        raise ValueError("a session must end after it starts")
+    share = min(1.0, attended / (scheduled_end - scheduled_start))
+    if first_inside is None or attended <= 0:
         status = Status.ABSENT
-    elif inside[0].start > scheduled_start + rule.late_after:  # a look-in before the start does not make one punctual
+    elif first_inside > scheduled_start + rule.late_after:  # a look-in before the start does not make one punctual
         status = Status.LATE
     elif share >= rule.present_share:
         status = Status.PRESENT
     else:
         status = Status.LEFT_EARLY
-    return Record(first, last, attended, share, status)
+    return Record(first_join, last_leave, attended, share, status)

@@ -56,9 +56,11 @@ class Participant:
     allowed: set[Media]
     force_muted: bool = False
     connections: int = 1
+    away_since: float | None = None  # every connection dropped: the seat is kept for a grace period
 
 
-def _teacher_only(role: RoomRole | None, *, starting: bool = False) -> None:
+def check_teacher(role: RoomRole | None, *, starting: bool = False) -> None:
+    """Teacher controls are for teachers and assistants; starting and ending the class for teachers alone."""
     allowed = {RoomRole.TEACHER} if starting else STAFF
     if role not in allowed:
         raise Forbidden("only the class's teachers may do this", code="teacher_only")
@@ -84,7 +86,9 @@ class Room:
         if user_id in self.removed:
             raise Forbidden("you were removed from this class", code="removed")
         if user_id in self.participants:
-            self.participants[user_id].connections += 1  # another device
+            participant = self.participants[user_id]
+            participant.connections += 1  # another device, or back within the grace period
+            participant.away_since = None
             return Placement.JOINED
         if user_id in self.waiting or user_id in self.lobby:
             self.devices[user_id] += 1
@@ -121,10 +125,45 @@ class Room:
         self._lower(user_id)
         return True
 
+    def drop(self, user_id: int, now: float) -> None:
+        """A connection was lost rather than closed: a participant keeps their seat, hand and permissions while
+        away, so a reconnect within the grace period (``expire_away``) finds the room as they left it."""
+        participant = self.participants.get(user_id)
+        if participant is None:
+            self.leave(user_id)  # waiting or in the lobby: nothing to keep
+            return
+        participant.connections = max(0, participant.connections - 1)
+        if participant.connections == 0:
+            participant.away_since = now
+
+    def expire_away(self, now: float, grace: float) -> list[int]:
+        """Participants away for longer than ``grace`` seconds lose their seat; returns who."""
+        gone = [p.user_id for p in self.participants.values()
+                if p.away_since is not None and now - p.away_since >= grace]
+        for user_id in gone:
+            del self.participants[user_id]
+            self._lower(user_id)
+        return gone
+
+    def placement(self, user_id: int) -> Placement | None:
+        if user_id in self.participants:
+            return Placement.JOINED
+        if user_id in self.lobby:
+            return Placement.LOBBY
+        if user_id in self.waiting:
+            return Placement.WAITING_FOR_START
+        return None
+
+    def role_of(self, user_id: int) -> RoomRole | None:
+        participant = self.participants.get(user_id)
+        if participant is not None:
+            return participant.role
+        return self.lobby.get(user_id) or self.waiting.get(user_id)
+
     def start(self, actor: RoomRole | None) -> list[int]:
         """Teachers start the class; those who waited are seated, or wait in the lobby (when it is on, or when the
         class is already full, so a teacher can admit them once a seat frees up). Returns who was seated."""
-        _teacher_only(actor, starting=True)
+        check_teacher(actor, starting=True)
         if self.phase is not Phase.SCHEDULED:
             raise Conflict(f"the class is {self.phase.value}", code="not_scheduled")
         self.phase = Phase.LIVE
@@ -141,7 +180,7 @@ class Room:
 
     def end(self, actor: RoomRole | None) -> list[int]:
         """End the class for everyone; returns who was in it."""
-        _teacher_only(actor, starting=True)
+        check_teacher(actor, starting=True)
         self._require_live()
         everyone = list(self.participants)
         self.phase = Phase.ENDED
@@ -153,7 +192,7 @@ class Room:
         return everyone
 
     def admit(self, actor: RoomRole | None, user_id: int) -> None:
-        _teacher_only(actor)
+        check_teacher(actor)
         self._require_live()
         role = self.lobby.get(user_id)
         if role is None:
@@ -163,14 +202,14 @@ class Room:
         self._seat(user_id, role)
 
     def deny(self, actor: RoomRole | None, user_id: int) -> None:
-        _teacher_only(actor)
+        check_teacher(actor)
         if user_id not in self.lobby:
             raise NotFound("that person is not waiting in the lobby", code="not_in_lobby")
         self._unqueue(user_id)
 
     def remove(self, actor: RoomRole | None, user_id: int) -> None:
         """Out of the class, and refused if they try to come back to this session."""
-        _teacher_only(actor)
+        check_teacher(actor)
         self._require_live()
         target = self.participants.get(user_id)
         if target is None and user_id not in self.lobby:
@@ -183,7 +222,7 @@ class Room:
         self.removed.add(user_id)
 
     def set_locked(self, actor: RoomRole | None, locked: bool) -> None:
-        _teacher_only(actor)
+        check_teacher(actor)
         self._require_live()
         self.locked = locked
 
@@ -198,14 +237,14 @@ class Room:
 
     def lower_hand(self, actor_id: int, actor: RoomRole | None, user_id: int) -> None:
         if actor_id != user_id:
-            _teacher_only(actor)
+            check_teacher(actor)
         if user_id not in self.hands:
             raise NotFound("that hand is not raised", code="hand_not_raised")
         self._lower(user_id)
 
     def call_on(self, actor: RoomRole | None, user_id: int) -> None:
         """Take the student's hand down and let them speak."""
-        _teacher_only(actor)
+        check_teacher(actor)
         self._require_live()
         participant = self._student(user_id)
         self._lower(user_id)
@@ -215,7 +254,7 @@ class Room:
     # --- media ---
 
     def grant(self, actor: RoomRole | None, user_id: int, media: Media) -> None:
-        _teacher_only(actor)
+        check_teacher(actor)
         self._require_live()
         participant = self._student(user_id)
         participant.allowed.add(media)
@@ -223,18 +262,18 @@ class Room:
             participant.force_muted = False
 
     def revoke(self, actor: RoomRole | None, user_id: int, media: Media) -> None:
-        _teacher_only(actor)
+        check_teacher(actor)
         self._require_live()
         self._student(user_id).allowed.discard(media)
 
     def mute(self, actor: RoomRole | None, user_id: int) -> None:
         """Microphone off, and it stays off until a teacher grants it again."""
-        _teacher_only(actor)
+        check_teacher(actor)
         self._require_live()
         self._student(user_id).force_muted = True
 
     def mute_all(self, actor: RoomRole | None) -> list[int]:
-        _teacher_only(actor)
+        check_teacher(actor)
         self._require_live()
         muted = [p.user_id for p in self.participants.values() if p.role is RoomRole.STUDENT]
         for user_id in muted:
@@ -243,7 +282,7 @@ class Room:
 
     def may_publish(self, user_id: int, media: Media) -> bool:
         participant = self.participants.get(user_id)
-        if participant is None or self.phase is not Phase.LIVE:
+        if participant is None or self.phase is not Phase.LIVE or participant.away_since is not None:
             return False
         if participant.role in STAFF:
             return True
@@ -255,16 +294,21 @@ class Room:
 
     # --- the snapshot a joining client receives, and the form the state store keeps ---
 
+    def publishing(self, user_id: int) -> frozenset[Media]:
+        return frozenset(m for m in Media if self.may_publish(user_id, m))
+
+    def participant_view(self, user_id: int) -> dict[str, Any]:
+        """What everyone in the room may know of one participant: role, what they may publish, mute and presence."""
+        p = self.participants[user_id]
+        may = sorted(m.value for m in self.publishing(user_id))
+        return {"user_id": p.user_id, "role": p.role.value, "may_publish": may, "force_muted": p.force_muted,
+                "away": p.away_since is not None}
+
     def snapshot(self) -> dict[str, Any]:
         return {
             "phase": self.phase.value,
             "locked": self.locked,
-            "participants": [
-                {"user_id": p.user_id, "role": p.role.value,
-                 "may_publish": sorted(m.value for m in Media if self.may_publish(p.user_id, m)),
-                 "force_muted": p.force_muted}
-                for p in self.participants.values()
-            ],
+            "participants": [self.participant_view(uid) for uid in self.participants],
             "hands": list(self.hands),
             "lobby": list(self.lobby),
             "waiting": list(self.waiting),
@@ -278,7 +322,8 @@ class Room:
             "phase": self.phase.value,
             "locked": self.locked,
             "participants": [{"user_id": p.user_id, "role": p.role.value, "allowed": sorted(m.value for m in p.allowed),
-                              "force_muted": p.force_muted, "connections": p.connections}
+                              "force_muted": p.force_muted, "connections": p.connections,
+                              "away_since": p.away_since}
                              for p in self.participants.values()],
             "waiting": [[uid, role.value] for uid, role in self.waiting.items()],
             "lobby": [[uid, role.value] for uid, role in self.lobby.items()],
@@ -296,7 +341,7 @@ class Room:
         return cls(
             settings=settings, phase=Phase(data["phase"]), locked=data["locked"],
             participants={p["user_id"]: Participant(p["user_id"], RoomRole(p["role"]), {Media(m) for m in p["allowed"]},
-                                                    p["force_muted"], p["connections"])
+                                                    p["force_muted"], p["connections"], p.get("away_since"))
                           for p in data["participants"]},
             waiting={uid: RoomRole(role) for uid, role in data["waiting"]},
             lobby={uid: RoomRole(role) for uid, role in data["lobby"]},

@@ -12,8 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from rooms.classroom import RoomRole
 from rooms.errors import Conflict, DomainError, Forbidden, NotAuthenticated, NotFound
-from server.db.models import CircleRole, InstitutionRole, JoinPolicy, Visibility
+from server.db.models import CircleRole, InstitutionRole, JoinPolicy, MemberType, Visibility
 
 
 @dataclass(frozen=True, slots=True)
@@ -268,3 +269,49 @@ def check_delete_content(actor: Actor, circle: CircleFacts, standing: Standing, 
         check_circle(actor, circle, standing, CircleAction.VIEW)
         return
     check_circle(actor, circle, standing, CircleAction.MODERATE)
+
+
+# --- live classes --------------------------------------------------------------------------------------------------
+
+
+class ClassAction(enum.StrEnum):
+    VIEW = "view"  # the circle's schedule and a session's page, its polls' final results
+    SCHEDULE = "schedule"  # schedule, edit, cancel; prepare polls
+    JOIN = "join"  # enter the live room (what one may do inside is the room's role, ``class_room_role``)
+    REPORT = "report"  # the attendance report and its CSV, live poll results
+
+
+def check_class(actor: Actor, circle: CircleFacts, standing: Standing, action: ClassAction, *, teaches: bool) -> None:
+    """Classes belong to their circle: its members see and join them; its moderators schedule them; the session's
+    teachers, the circle's managers and the institution's admins read the register."""
+    if action is ClassAction.VIEW:
+        check_circle(actor, circle, standing, CircleAction.CHAT)
+    elif action is ClassAction.JOIN:
+        check_circle(actor, circle, standing, CircleAction.CONTRIBUTE)
+    elif action is ClassAction.SCHEDULE:
+        check_circle(actor, circle, standing, CircleAction.CHAT)  # a stranger to a private circle gets NotFound
+        if not teaches:
+            check_circle(actor, circle, standing, CircleAction.MODERATE)
+        elif circle.archived:
+            raise Conflict("this circle is archived and read-only", code="circle_archived")
+    else:
+        check_circle(actor, circle, standing, CircleAction.CHAT)
+        if not teaches:
+            check_circle(actor, circle, standing, CircleAction.OVERSEE)
+
+
+def may_teach(standing: Standing) -> bool:
+    """Who may be named a session's teacher: the circle's teachers, admins and owner."""
+    return standing.role in _MODERATORS
+
+
+def class_room_role(actor: Actor, standing: Standing, *, teaches: bool, member_type: MemberType | None) -> RoomRole:
+    """The role a person takes in a live room: the session's named teachers teach; the circle's other moderators
+    and the institution's admins assist; fans (who follow a circle without being enrolled) observe; members learn."""
+    if teaches:
+        return RoomRole.TEACHER
+    if _effective_role(actor, standing) in _MODERATORS:
+        return RoomRole.ASSISTANT
+    if member_type is MemberType.FAN:
+        return RoomRole.OBSERVER
+    return RoomRole.STUDENT

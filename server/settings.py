@@ -47,6 +47,7 @@ class Settings:
     login_attempts_per_ip: int = 50
     login_window_seconds: int = 15 * 60
     web_client_dir: Path = field(default=PROJECT_ROOT / "web_client")
+    class_grace_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < 32:
@@ -102,6 +103,7 @@ class Settings:
             login_attempts_per_ip=_get(env, "QUANZI_LOGIN_ATTEMPTS_PER_IP", _int_range(1, 100_000), 50),
             web_client_dir=_get(env, "QUANZI_WEB_CLIENT_DIR", _directory, PROJECT_ROOT / "web_client"),
             login_window_seconds=_get(env, "QUANZI_LOGIN_WINDOW_SECONDS", _int_range(1, 24 * 3600), 15 * 60),
+            class_grace_seconds=_get(env, "QUANZI_CLASS_GRACE_SECONDS", _int_range(0, 600), 30),
         )
 
 

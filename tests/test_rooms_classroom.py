@@ -634,7 +634,8 @@ def test_snapshot() -> None:
     before = room.snapshot()
     assert before["phase"] == "scheduled"
     assert before["participants"] == [
-        {"user_id": 1, "role": "teacher", "may_publish": [], "force_muted": False},  # not live yet
+        {"user_id": 1, "role": "teacher", "may_publish": [], "force_muted": False,
+         "away": False},  # not live yet
     ]
     assert before["waiting"] == [20, 10]
     room.start(TEACHER)
@@ -647,9 +648,9 @@ def test_snapshot() -> None:
         "locked": True,
         "participants": [
             {"user_id": 1, "role": "teacher", "may_publish": ["camera", "microphone", "screen"],
-             "force_muted": False},
-            {"user_id": 20, "role": "observer", "may_publish": [], "force_muted": False},
-            {"user_id": 10, "role": "student", "may_publish": ["camera"], "force_muted": True},
+             "force_muted": False, "away": False},
+            {"user_id": 20, "role": "observer", "may_publish": [], "force_muted": False, "away": False},
+            {"user_id": 10, "role": "student", "may_publish": ["camera"], "force_muted": True, "away": False},
         ],
         "hands": [10],
         "lobby": [11],

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from server.api import accounts, chat, circles, feed, health, institutions, membership, openapi, web
+from server.api import accounts, chat, circles, classes, feed, health, institutions, membership, openapi, web
 from server.api.routes import Route
 
 
 def all_routes() -> list[Route]:
     return [*web.ROUTES, *health.ROUTES, *openapi.ROUTES, *accounts.ROUTES, *institutions.ROUTES, *circles.ROUTES,
-            *membership.ROUTES, *feed.ROUTES, *chat.ROUTES]
+            *membership.ROUTES, *feed.ROUTES, *chat.ROUTES, *classes.ROUTES]

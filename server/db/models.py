@@ -366,3 +366,104 @@ class ChatMessage(Base):
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     edited_at: Mapped[datetime | None] = mapped_column(default=None)
     deleted_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+# --- live classes --------------------------------------------------------------------------------------------------
+
+
+class ClassState(enum.StrEnum):
+    SCHEDULED = "scheduled"
+    LIVE = "live"
+    ENDED = "ended"
+    CANCELLED = "cancelled"
+
+
+class ClassSession(Base):
+    """A scheduled lesson in a circle. ``settings`` holds the room's rules (``rooms.classroom.Settings``) and the
+    attendance rule (``rooms.attendance.Rule``), as validated by the API."""
+
+    __tablename__ = "class_sessions"
+    __table_args__ = (Index("ix_class_sessions_circle", "circle_id", "scheduled_start"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    circle_id: Mapped[str] = mapped_column(ForeignKey("circles.id", ondelete="CASCADE"))
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    scheduled_start: Mapped[datetime] = mapped_column()
+    scheduled_end: Mapped[datetime] = mapped_column()
+    state: Mapped[ClassState] = mapped_column(_enum(ClassState, "class_state"), default=ClassState.SCHEDULED)
+    settings: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    started_at: Mapped[datetime | None] = mapped_column(default=None)
+    ended_at: Mapped[datetime | None] = mapped_column(default=None)
+    recap_post_id: Mapped[int | None] = mapped_column(ForeignKey("posts.id", ondelete="SET NULL"), default=None)
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # The in-class chat's sequence counter, bumped in the transaction that stores the message (as for circles).
+    chat_last_seq: Mapped[int] = mapped_column(default=0, server_default="0")
+
+
+class ClassTeacher(Base):
+    __tablename__ = "class_teachers"
+
+    session_id: Mapped[int] = mapped_column(ForeignKey("class_sessions.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+
+
+class AttendanceInterval(Base):
+    """One connection's stay in a live class: opened when it is seated, closed when it leaves, drops or the class
+    ends. A student's intervals (rejoins, several devices) are merged when the report is made."""
+
+    __tablename__ = "attendance_intervals"
+    __table_args__ = (Index("ix_attendance_intervals_session", "session_id", "user_id", "joined_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("class_sessions.id", ondelete="CASCADE"))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    connection: Mapped[str] = mapped_column(String(64))
+    joined_at: Mapped[datetime] = mapped_column()
+    left_at: Mapped[datetime | None] = mapped_column(default=None)
+    reason: Mapped[str | None] = mapped_column(String(16), default=None)  # left, disconnected, removed, ended
+
+
+class ClassPoll(Base):
+    __tablename__ = "class_polls"
+    __table_args__ = (Index("ix_class_polls_session", "session_id", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("class_sessions.id", ondelete="CASCADE"))
+    question: Mapped[str] = mapped_column(String(500))
+    options: Mapped[list[str]] = mapped_column(JSON)
+    multiple: Mapped[bool] = mapped_column(default=False)
+    correct: Mapped[list[int] | None] = mapped_column(JSON, default=None)
+    state: Mapped[str] = mapped_column(String(16), default="draft")  # rooms.polls.PollState
+    created_by: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    opened_at: Mapped[datetime | None] = mapped_column(default=None)
+    closed_at: Mapped[datetime | None] = mapped_column(default=None)
+
+
+class PollAnswer(Base):
+    __tablename__ = "poll_answers"
+
+    poll_id: Mapped[int] = mapped_column(ForeignKey("class_polls.id", ondelete="CASCADE"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), primary_key=True, index=True)
+    choice: Mapped[list[int]] = mapped_column(JSON)
+    answered_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ClassMessage(Base):
+    """In-class chat: numbered per session, gapless, idempotent by client id, like circle chat."""
+
+    __tablename__ = "class_messages"
+    __table_args__ = (
+        UniqueConstraint("session_id", "seq"),
+        UniqueConstraint("session_id", "author_id", "client_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("class_sessions.id", ondelete="CASCADE"))
+    seq: Mapped[int] = mapped_column()
+    author_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="SET NULL"), index=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    body: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,20 +1,10 @@
-"""Circle chat over Socket.IO. Handlers decode, call one service in one transaction, then acknowledge and deliver.
-
-Every request is acknowledged ``{"ok": true, ...}`` or ``{"ok": false, "error": {"code", "message", ...}}``; the
-events and their payloads are written down in ``docs/protocol.md``.
-"""
+"""Circle chat over Socket.IO. Handlers decode, call one service in one transaction, then acknowledge and deliver."""
 
 from __future__ import annotations
 
-import json
-import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
-import socketio
-from pydantic import BaseModel, ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rooms.chat import TypingThrottle
@@ -31,49 +21,26 @@ from server.api.chat_schemas import (
     SendMessageIn,
 )
 from server.db import feed as feed_db
-from server.db import users as users_db
-from server.db.engine import SessionFactory
 from server.db.models import ChatMessage
-from server.hub.emit import Broadcaster, circle_room, user_room
-from server.hub.presence import Presence
+from server.hub.base import STRIKES_BEFORE_DISCONNECT, Ack, HubBase, ack_error, validate
+from server.hub.emit import circle_room
 from server.policy import Actor
-from server.ratelimit import RateLimiter
-from server.security import ClaimSigner
 from server.services import chat
 
-log = logging.getLogger(__name__)
-M = TypeVar("M", bound=BaseModel)
-Ack = dict[str, Any]
+__all__ = ["SEND_BURST", "STRIKES_BEFORE_DISCONNECT", "ChatEvents"]
 
-# A member sends in bursts of ten, then one message a second; a connection, all events together, 60 then 20/s.
+# A member sends in bursts of ten, then one message a second, in each circle.
 SEND_BURST, SEND_PER_SECOND = 10, 1.0
-CONNECTION_BURST, CONNECTION_PER_SECOND = 60, 20.0
-STRIKES_BEFORE_DISCONNECT = 20
 
 
-@dataclass(frozen=True, slots=True)
-class HubParts:
-    db: SessionFactory
-    limiter: RateLimiter
-    presence: Presence
-    tokens: ClaimSigner
-    broadcaster: Broadcaster
+class ChatEvents(HubBase):
+    """The circle chat events of the hub's namespace."""
 
+    typing: TypingThrottle
 
-def ack_error(error: DomainError) -> Ack:
-    """The only place a domain error becomes a socket acknowledgement."""
-    body = error.payload()
-    if isinstance(error, RateLimited):
-        body["retry_after"] = error.retry_after
-    return {"ok": False, "error": body}
-
-
-class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
-    def __init__(self, parts: HubParts) -> None:
-        super().__init__("/")
-        self.parts = parts
+    def _init_chat(self) -> None:
         self.typing = TypingThrottle()
-        parts.broadcaster.on_evict(self._evict)
+        self.parts.broadcaster.on_control("evict", self._evict)
 
     async def _evict(self, sid: str, user_id: int, circle_id: str) -> None:
         await self.leave_room(sid, circle_room(circle_id))
@@ -83,24 +50,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
             await self._depart(user_id, circle_id)
         await self.emit("circle_left", {"circle_id": circle_id}, to=sid)
 
-    # --- connection ---
-
-    async def on_connect(self, sid: str, environ: dict[str, Any], auth: Any = None) -> None:
-        token = auth.get("token") if isinstance(auth, dict) else None
-        if not isinstance(token, str):
-            raise _refused("not_authenticated", "connect with auth={'token': ...} from POST /api/socket-token")
-        user_id, reason = self.parts.tokens.verify(token, time.time())
-        if user_id is None:
-            raise _refused("token_expired" if reason == "expired" else "invalid_token", f"the socket token is {reason}")
-        async with self.parts.db() as db:
-            user = await users_db.get_user(db, user_id)
-        if user is None:
-            raise _refused("invalid_token", "no such user")
-        await self.save_session(sid, {"user_id": user.id, "site_admin": user.is_site_admin, "circles": set(),
-                                      "strikes": 0})
-        await self.enter_room(sid, user_room(user.id))
-
-    async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
+    async def _chat_disconnect(self, sid: str) -> None:
         session = await self.get_session(sid)
         for circle_id in list(session.get("circles", ())):
             await self._depart(session["user_id"], circle_id)
@@ -109,41 +59,6 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
         if await self.parts.presence.depart(circle_id, user_id):
             await self.parts.broadcaster.to_circle(circle_id, "presence_changed",
                                                    {"circle_id": circle_id, "user_id": user_id, "online": False})
-
-    # --- the request envelope ---
-
-    async def _request(
-        self, sid: str, data: Any, model: type[M],
-        work: Callable[[Actor, M, AsyncSession], Awaitable[tuple[Ack, Callable[[], Awaitable[None]] | None]]],
-    ) -> Ack:
-        """Limit, validate, run ``work`` in one transaction; after commit, acknowledge, then deliver."""
-        session = await self.get_session(sid)
-        actor = Actor(user_id=session["user_id"], is_site_admin=session["site_admin"])
-        try:
-            wait = await self.parts.limiter.hit(f"socket:{sid}", per_second=CONNECTION_PER_SECOND,
-                                                burst=CONNECTION_BURST)
-            if wait:
-                raise RateLimited(wait, "too many requests on this connection")
-            payload = _validate(model, data)
-            async with self.parts.db() as db, db.begin():
-                reply, deliver = await work(actor, payload, db)
-        except DomainError as exc:
-            await self._strike(sid, session, exc)
-            return ack_error(exc)
-        except Exception:
-            log.exception("socket handler failed for %s", model.__name__)
-            return {"ok": False, "error": {"code": "internal", "message": "internal server error"}}
-        if deliver is not None:
-            self.parts.broadcaster.after_ack(deliver())
-        return {"ok": True, **reply}
-
-    async def _strike(self, sid: str, session: dict[str, Any], error: DomainError) -> None:
-        if not isinstance(error, RateLimited):
-            return
-        session["strikes"] = session.get("strikes", 0) + 1
-        if session["strikes"] >= STRIKES_BEFORE_DISCONNECT:
-            log.warning("disconnecting %s (user %s): persistent flooding", sid, session["user_id"])
-            self.parts.broadcaster.after_ack(self.disconnect(sid))
 
     # --- events ---
 
@@ -179,7 +94,7 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
     async def on_leave_circle(self, sid: str, data: Any = None) -> Ack:
         try:
-            body = _validate(CircleIn, data)
+            body = validate(CircleIn, data)
         except DomainError as exc:
             return ack_error(exc)
         session = await self.get_session(sid)
@@ -267,25 +182,6 @@ class ChatNamespace(socketio.AsyncNamespace):  # type: ignore[misc]
 
         return await self._request(sid, data, AnnouncementModeIn, work)
 
-
-def _refused(code: str, message: str) -> socketio.exceptions.ConnectionRefusedError:
-    """The client's connect_error carries {"message": ..., "data": {"code": ...}}."""
-    return socketio.exceptions.ConnectionRefusedError(message, {"code": code})
-
-
-def _validate(model: type[M], data: Any) -> M:
-    if not isinstance(data, dict):
-        raise InvalidInput("the payload must be an object", code="malformed_payload")
-    try:
-        # JSON mode, as over HTTP: strict about types, yet enum values and timestamps come as strings.
-        return model.model_validate_json(json.dumps(data))
-    except (ValidationError, ValueError, TypeError) as exc:  # TypeError: binary attachments are not JSON
-        if not isinstance(exc, ValidationError):
-            raise InvalidInput("the payload is not plain JSON", code="malformed_payload") from None
-        raise InvalidInput(details=[
-            {"field": ".".join(str(p) for p in err["loc"]) or None, "problem": err["msg"]}
-            for err in exc.errors(include_url=False, include_input=False, include_context=False)
-        ]) from None
 
 
 async def _messages_out(db: AsyncSession, circle_id: str, messages: list[ChatMessage]) -> list[dict[str, Any]]:

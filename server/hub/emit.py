@@ -1,10 +1,15 @@
 """The one path every broadcast takes, so delivery cost can be measured and improved in one place.
 
-Rooms are named by what they hold: ``circle:<id>`` (everyone reading a circle's chat) and ``user:<id>`` (every
-connection of one person). With Redis configured, every broadcast is published on one Redis channel and every
-process, the sender's included, delivers it from there to its own connections: all processes then see broadcasts in
-the same order, and numbered chat messages are released to clients in sequence order (``rooms.chat.InOrder``) even
-when two processes committed them a moment apart. Without Redis, the same ordering runs in the one process.
+Rooms are named by what they hold: ``circle:<id>`` (everyone reading a circle's chat), ``user:<id>`` (every
+connection of one person), ``class:<id>`` (everyone seated in a live class), ``class:<id>:teachers`` (its teachers
+and assistants) and ``class:<id>:lobby`` (those waiting for the start or for admission). Besides events, a broadcast
+can carry a *control*: an instruction every process carries out for each of its own connections in a room (take a
+removed member out of a circle, seat an admitted student), since a connection's rooms live on its own process.
+
+With Redis configured, every broadcast is published on one Redis channel and every process, the sender's included,
+delivers it from there to its own connections: all processes then see broadcasts in the same order, and numbered chat
+messages are released to clients in sequence order (``rooms.chat.InOrder``) even when two processes committed them a
+moment apart. Without Redis, the same ordering runs in the one process.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ from rooms.chat import InOrder
 
 log = logging.getLogger(__name__)
 Envelope = dict[str, Any]
-Evictor = Callable[[str, int, str], Awaitable[None]]  # (sid, user_id, circle_id)
+Control = Callable[..., Awaitable[None]]  # (sid, *args)
 RECONNECT_DELAY_SECONDS = 1.0
 
 
@@ -37,6 +42,18 @@ def user_room(user_id: int) -> str:
     return f"user:{user_id}"
 
 
+def class_room(class_id: int) -> str:
+    return f"class:{class_id}"
+
+
+def teachers_room(class_id: int) -> str:
+    return f"class:{class_id}:teachers"
+
+
+def lobby_room(class_id: int) -> str:
+    return f"class:{class_id}:lobby"
+
+
 class Broadcaster:
     def __init__(self, sio: socketio.AsyncServer) -> None:
         self._sio = sio
@@ -46,11 +63,11 @@ class Broadcaster:
         self._channel = ""
         self._listener: asyncio.Task[None] | None = None
         self._overdue_timer: asyncio.TimerHandle | None = None
-        self._evictor: Evictor | None = None
+        self._controls: dict[str, Control] = {}
 
-    def on_evict(self, evictor: Evictor) -> None:
-        """Who takes a connection out of a circle when its user stops being allowed to read it."""
-        self._evictor = evictor
+    def on_control(self, kind: str, handler: Control) -> None:
+        """What this process does, per connection of its own, when a control of ``kind`` arrives."""
+        self._controls[kind] = handler
 
     # --- lifecycle ---
 
@@ -77,8 +94,12 @@ class Broadcaster:
         self, circle_id: str, event: str, data: dict[str, Any], *, skip_sid: str | None = None, seq: int | None = None
     ) -> None:
         """Broadcast to a circle's readers; give ``seq`` for numbered messages that must arrive in order."""
-        await self._send({"event": event, "data": data, "room": circle_room(circle_id), "skip_sid": skip_sid,
-                          "seq": seq})
+        await self.to_room(circle_room(circle_id), event, data, skip_sid=skip_sid, seq=seq)
+
+    async def to_room(
+        self, room: str, event: str, data: dict[str, Any], *, skip_sid: str | None = None, seq: int | None = None
+    ) -> None:
+        await self._send({"event": event, "data": data, "room": room, "skip_sid": skip_sid, "seq": seq})
 
     async def to_users(self, user_ids: Iterable[int], event: str, data: dict[str, Any]) -> None:
         rooms = [user_room(uid) for uid in user_ids]
@@ -87,11 +108,18 @@ class Broadcaster:
 
     async def evict(self, user_id: int, circle_id: str) -> None:
         """Every connection of ``user_id``, on every process, stops receiving ``circle_id`` (removed, banned, left)."""
-        await self._send({"event": None, "evict": [user_id, circle_id], "room": user_room(user_id), "seq": None})
+        await self.control(user_room(user_id), "evict", user_id, circle_id)
+
+    async def control(self, room: str, kind: str, *args: Any) -> None:
+        """Run the ``kind`` handler, on every process, for each of its connections in ``room``."""
+        await self._send({"event": None, "control": kind, "args": list(args), "room": room, "seq": None})
 
     def expect(self, circle_id: str, last_seq: int) -> None:
         """A reader joined knowing messages up to ``last_seq``: order this circle's messages from there on."""
-        self._order.expect(circle_room(circle_id), last_seq)
+        self.expect_room(circle_room(circle_id), last_seq)
+
+    def expect_room(self, room: str, last_seq: int) -> None:
+        self._order.expect(room, last_seq)
 
     def after_ack(self, delivery: Awaitable[None]) -> None:
         """Deliver once the current handler has returned, so the sender's acknowledgement goes out first."""
@@ -112,8 +140,8 @@ class Broadcaster:
     # --- delivering to this process's connections ---
 
     async def _deliver(self, envelope: Envelope) -> None:
-        if envelope.get("evict") is not None:
-            await self._evict_here(envelope)
+        if envelope.get("control") is not None:
+            await self._control_here(envelope)
             return
         seq = envelope.get("seq")
         if seq is None:
@@ -126,12 +154,16 @@ class Broadcaster:
     async def _emit(self, envelope: Envelope) -> None:
         await self._sio.emit(envelope["event"], envelope["data"], to=envelope["room"], skip_sid=envelope["skip_sid"])
 
-    async def _evict_here(self, envelope: Envelope) -> None:
-        user_id, circle_id = envelope["evict"]
-        if self._evictor is None:
+    async def _control_here(self, envelope: Envelope) -> None:
+        handler = self._controls.get(envelope["control"])
+        if handler is None:
+            log.error("no handler for control %r", envelope["control"])
             return
-        for sid, _ in list(self._sio.manager.get_participants("/", user_room(int(user_id)))):
-            await self._evictor(sid, int(user_id), str(circle_id))
+        for sid, _ in list(self._sio.manager.get_participants("/", envelope["room"])):
+            try:
+                await handler(sid, *envelope["args"])
+            except Exception:
+                log.exception("control %r failed for %s", envelope["control"], sid)
 
     def _watch_overdue(self) -> None:
         if self._overdue_timer is None and self._order.waiting():

@@ -9,9 +9,11 @@ from aiohttp import web
 
 from server import keys
 from server.hub import transport
-from server.hub.chat import ChatNamespace, HubParts
+from server.hub.base import HubParts
 from server.hub.emit import Broadcaster
+from server.hub.namespace import Hub
 from server.hub.presence import MemoryPresence, RedisPresence
+from server.hub.roomstore import MemoryRoomStore, RedisRoomStore
 
 SIO = web.AppKey("sio", socketio.AsyncServer)
 BROADCASTER = web.AppKey("broadcaster", Broadcaster)
@@ -49,11 +51,14 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
     redis = app.get(keys.REDIS)
     prefix = app[keys.SETTINGS].redis_prefix
     presence = RedisPresence(redis, prefix) if redis is not None else MemoryPresence()
-    sio.register_namespace(ChatNamespace(HubParts(
+    rooms = RedisRoomStore(redis, prefix) if redis is not None else MemoryRoomStore()
+    hub = Hub(HubParts(
         db=app[keys.DB], limiter=app[keys.LIMITER], presence=presence, tokens=app[keys.SOCKET_TOKENS],
-        broadcaster=app[BROADCASTER],
-    )))
+        broadcaster=app[BROADCASTER], rooms=rooms, grace_seconds=app[keys.SETTINGS].class_grace_seconds,
+    ))
+    sio.register_namespace(hub)
     await app[BROADCASTER].start(redis, f"{prefix}broadcast")
     yield
+    hub.close()
     await app[BROADCASTER].stop()
     await sio.shutdown()

@@ -1,0 +1,21 @@
+"""The hub's one namespace ("/"): the connection handshake, and every event group (circle chat, live classes)."""
+
+from __future__ import annotations
+
+from server.hub.base import HubParts
+from server.hub.chat import ChatEvents
+from server.hub.classes import ClassEvents
+
+
+class Hub(ChatEvents, ClassEvents):
+    def __init__(self, parts: HubParts) -> None:
+        super().__init__(parts)
+        self._init_chat()
+        self._init_classes()
+
+    async def on_disconnect(self, sid: str, reason: str | None = None) -> None:
+        await self._chat_disconnect(sid)
+        await self._classes_disconnect(sid)
+
+    def close(self) -> None:
+        self._close_classes()
