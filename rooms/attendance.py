@@ -88,7 +88,8 @@ def record(
     merged = merge(intervals, grace)
     if not merged:
         return Record(None, None, 0.0, 0.0, Status.ABSENT)
-    inside = clip(merged, scheduled_start, scheduled_end)
+    # An instant inside (connected and gone at once) is no arrival, as in the database's register.
+    inside = [i for i in clip(merged, scheduled_start, scheduled_end) if i.seconds > 0]
     attended = sum(i.seconds for i in inside)
     return summarise(merged[0].start, merged[-1].end, inside[0].start if inside else None, attended,
                      scheduled_start, scheduled_end, rule)

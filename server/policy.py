@@ -305,6 +305,11 @@ def may_teach(standing: Standing) -> bool:
     return standing.role in _MODERATORS
 
 
+def on_register(role: CircleRole, member_type: MemberType) -> bool:
+    """Who a class's register counts: the circle's members who learn (its staff teach or assist, fans observe)."""
+    return role is CircleRole.MEMBER and member_type is not MemberType.FAN
+
+
 def class_room_role(actor: Actor, standing: Standing, *, teaches: bool, member_type: MemberType | None) -> RoomRole:
     """The role a person takes in a live room: the session's named teachers teach; the circle's other moderators
     and the institution's admins assist; fans (who follow a circle without being enrolled) observe; members learn."""

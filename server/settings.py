@@ -48,10 +48,17 @@ class Settings:
     login_window_seconds: int = 15 * 60
     web_client_dir: Path = field(default=PROJECT_ROOT / "web_client")
     class_grace_seconds: float = 30.0
+    stun_urls: tuple[str, ...] = ()
+    turn_urls: tuple[str, ...] = ()
+    turn_secret: str | None = None
+    turn_ttl_seconds: int = 3600
+    node_url: str | None = None  # where this very process is reached (for media pinning across processes)
 
     def __post_init__(self) -> None:
         if len(self.secret_key) < 32:
             raise SettingsError("QUANZI_SECRET_KEY must be at least 32 characters")
+        if self.turn_urls and not self.turn_secret:
+            raise SettingsError("QUANZI_TURN_URLS needs QUANZI_TURN_SECRET (coturn's static-auth-secret)")
         if not self.database_url:
             object.__setattr__(self, "database_url", sqlite_url(self.data_dir / "quanzi.db"))
 
@@ -104,6 +111,11 @@ class Settings:
             web_client_dir=_get(env, "QUANZI_WEB_CLIENT_DIR", _directory, PROJECT_ROOT / "web_client"),
             login_window_seconds=_get(env, "QUANZI_LOGIN_WINDOW_SECONDS", _int_range(1, 24 * 3600), 15 * 60),
             class_grace_seconds=_get(env, "QUANZI_CLASS_GRACE_SECONDS", _int_range(0, 600), 30),
+            stun_urls=_get(env, "QUANZI_STUN_URLS", _ice_urls(("stun:", "stuns:")), ()),
+            turn_urls=_get(env, "QUANZI_TURN_URLS", _ice_urls(("turn:", "turns:")), ()),
+            turn_secret=env.get("QUANZI_TURN_SECRET") or None,
+            turn_ttl_seconds=_get(env, "QUANZI_TURN_TTL_SECONDS", _int_range(60, 3600), 3600),
+            node_url=_get(env, "QUANZI_NODE_URL", _node_url, None),
         )
 
 
@@ -185,6 +197,24 @@ def _origins(raw: str) -> tuple[str, ...]:
             raise ValueError(f"{item!r} is not an origin like https://school.example")
         origins.append(f"{parts.scheme}://{parts.netloc}")
     return tuple(origins)
+
+
+def _ice_urls(schemes: tuple[str, ...]) -> Callable[[str], tuple[str, ...]]:
+    def parse(raw: str) -> tuple[str, ...]:
+        urls = tuple(part.strip() for part in raw.split(",") if part.strip())
+        for url in urls:
+            if not url.startswith(schemes) or any(ch.isspace() for ch in url):
+                raise ValueError(f"{url!r} must start with {' or '.join(schemes)}")
+        return urls
+
+    return parse
+
+
+def _node_url(raw: str) -> str:
+    parts = urlsplit(raw)
+    if parts.scheme not in ("http", "https") or not parts.netloc or parts.query or parts.fragment:
+        raise ValueError("must be an http(s) URL like https://school.example/node/1")
+    return raw.rstrip("/")
 
 
 def _redis_url(raw: str) -> str:

@@ -5,8 +5,9 @@ and a valid body, and the expected status for each role in ``ROLES`` order. Fact
 user to add, a new member to remove, a new institution where a change touches the owner count), so rows do not
 depend on each other and their order does not matter.
 
-The matrix runs as one test per backend and reports every wrong cell at once. The circle routes have a matrix of
-their own, with circle roles and a public and a private circle, in ``test_access_matrix_circles.py``. A route the
+The matrix runs as one test per backend and reports every wrong cell at once. The circle routes (their live classes
+included) have a matrix of their own, with circle roles and a public and a private circle, in
+``test_access_matrix_circles.py``. A route the
 app serves that has a row in neither table fails ``test_the_matrix_covers_every_route``: a new route must say who may
 call it.
 """

@@ -19,6 +19,11 @@ the routes under test and stays fast. Factories build fresh targets (a fresh cir
 caller's standing or the whole circle; fresh members, posts, comments, invites, applications and bans otherwise),
 so rows do not depend on each other and their order does not matter.
 
+A circle's live classes (``/api/circles/{circle_id}/classes`` and ``/api/classes/{class_id}``) are in this table too:
+they belong to the circle, and who may do what follows from the circle role (``server.policy.check_class``). The
+classes are written straight into the database like the rest; a class is taught by the ``teacher`` (the circle's
+teacher, named the session's teacher) unless the row says otherwise.
+
 The matrix runs as one test per backend and circle visibility and reports every wrong cell at once. Whether every
 route has a row (here or in the institution table) is checked in ``test_access_matrix.py``; the circle routes must
 have theirs here.
@@ -31,6 +36,7 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -43,6 +49,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server import keys
 from server.api import all_routes
 from server.db import circles as circles_db
+from server.db import classes as classes_db
 from server.db import feed as feed_db
 from server.db import institutions as institutions_db
 from server.db import users as users_db
@@ -50,6 +57,7 @@ from server.db.models import (
     ChatHistory,
     CircleKind,
     CircleRole,
+    ClassState,
     InstitutionRole,
     JoinPolicy,
     Visibility,
@@ -66,8 +74,9 @@ CIRCLE_ROLES = {"member": CircleRole.MEMBER, "teacher": CircleRole.TEACHER, "adm
                 "owner": CircleRole.OWNER}
 # Who has no standing at all: on a private circle these must learn nothing, not even that it exists.
 OUTSIDERS = ("anonymous", "non_member", "banned")
-CIRCLE_PREFIXES = ("/api/circles", "/api/me/circles", "/api/invites/")
+CIRCLE_PREFIXES = ("/api/circles", "/api/me/circles", "/api/invites/", "/api/classes/")
 UNKNOWN_CIRCLE = "NoSuchCircle"  # well-formed (12 letters), so the router passes it to the handler
+UNKNOWN_CLASS = 987_654
 UNKNOWN_TOKEN = "NoSuchInviteToken_0123456789"
 _serial = itertools.count(1)
 
@@ -108,6 +117,7 @@ class World:
     circle_name: str = ""
     post_id: int = 0  # a post in the shared circle, by its owner, with a comment on it
     invite: InviteRef = InviteRef(0, "")  # a member invite of the shared circle
+    class_id: int = 0  # a scheduled class in the shared circle, taught by the teacher, with a draft poll
 
     @asynccontextmanager
     async def db(self) -> AsyncIterator[AsyncSession]:
@@ -195,6 +205,28 @@ class World:
         async with self.db() as db:
             return [(await circles_db.add_section(db, circle_id, f"Section {i}", i)).id for i in range(count)]
 
+    async def new_class(self, state: ClassState = ClassState.SCHEDULED, *, teacher_id: int | None = None,
+                        circle_id: str | None = None) -> int:
+        """A class in the circle (the shared one by default), taught by ``teacher_id`` or else by the teacher. An
+        ended class ran at its scheduled time, yesterday."""
+        ended = state is ClassState.ENDED
+        start = utcnow() + (timedelta(days=-1) if ended else timedelta(days=1))
+        end = start + timedelta(hours=1)
+        async with self.db() as db:
+            session = await classes_db.add_session(
+                db, [teacher_id or self.people["teacher"].id], circle_id=circle_id or self.circle_id,
+                title=f"Class {next(_serial)}", description="", scheduled_start=start, scheduled_end=end,
+                state=state, settings={}, created_by=self.people["owner"].id,
+                started_at=start if ended else None, ended_at=end if ended else None)
+            return session.id
+
+    async def new_poll(self, class_id: int, state: str = "draft") -> int:
+        async with self.db() as db:
+            poll = await classes_db.add_poll(db, session_id=class_id, question=f"Poll {next(_serial)}?",
+                                             options=["Yes", "No"], multiple=False, correct=None, state=state,
+                                             created_by=self.people["teacher"].id)
+            return poll.id
+
 
 async def build_world(api: Api, client: Client, visibility: Visibility) -> World:
     world = World(api, client, visibility)
@@ -209,6 +241,9 @@ async def build_world(api: Api, client: Client, visibility: Visibility) -> World
     world.post_id = await world.new_post(world.people["owner"].id)
     await world.new_comment(world.people["owner"].id)
     world.invite = await world.new_invite(CircleRole.MEMBER)
+    world.class_id = await world.new_class()
+    await world.new_poll(world.class_id, "draft")
+    await world.new_poll(world.class_id, "closed")
     return world
 
 
@@ -551,6 +586,116 @@ async def delete_others_comment(w: World, role: str) -> Call:
     return Call("DELETE", _post(w, w.post_id, f"/comments/{await w.new_comment()}"))
 
 
+# live classes
+
+
+def _k(class_id: int, suffix: str = "") -> str:
+    return f"/api/classes/{class_id}{suffix}"
+
+
+def _class_body(**changes: Any) -> dict[str, Any]:
+    start = utcnow() + timedelta(days=2)
+    return {"title": "Fractions", "starts_at": start.isoformat(), "ends_at": (start + timedelta(hours=1)).isoformat(),
+            **changes}
+
+
+async def schedule_class(w: World, role: str) -> Call:
+    """Naming the circle's teacher as the class's teacher."""
+    return Call("POST", _c(w, "/classes"), _class_body(teacher_ids=[w.people["teacher"].id]))
+
+
+async def schedule_class_taught_by_me(w: World, role: str) -> Call:
+    """No teachers named: the caller teaches, so the caller must be able to teach in the circle."""
+    return Call("POST", _c(w, "/classes"), _class_body())
+
+
+async def schedule_class_archived(w: World, role: str) -> Call:
+    return Call("POST", _c(w, "/classes", await w.new_circle(archived=True)),
+                _class_body(teacher_ids=[w.people["teacher"].id]))
+
+
+async def list_classes(w: World, role: str) -> Call:
+    def check(body: Any) -> str | None:
+        if w.class_id not in {c["id"] for c in body["classes"]}:
+            return "the shared class is missing from the upcoming classes"
+        return None
+
+    return Call("GET", _c(w, "/classes?when=upcoming&limit=100"), check=check)
+
+
+async def get_class(w: World, role: str) -> Call:
+    return Call("GET", _k(w.class_id))
+
+
+async def get_unknown_class(w: World, role: str) -> Call:
+    return Call("GET", _k(UNKNOWN_CLASS))
+
+
+async def edit_class(w: World, role: str) -> Call:
+    return Call("PATCH", _k(await w.new_class(teacher_id=w.people["owner"].id)), {"title": f"Edited by the {role}"})
+
+
+async def edit_own_class(w: World, role: str) -> Call:
+    """A class the caller teaches (for those who cannot teach in the circle, the teacher's)."""
+    teacher = w.people[role] if role in ("teacher", "admin", "owner") else None
+    return Call("PATCH", _k(await w.new_class(teacher_id=teacher.id if teacher else None)), {"title": "Edited"})
+
+
+async def edit_ended_class(w: World, role: str) -> Call:
+    return Call("PATCH", _k(await w.new_class(ClassState.ENDED)), {"title": "Too late"})
+
+
+async def cancel_class(w: World, role: str) -> Call:
+    return Call("POST", _k(await w.new_class(teacher_id=w.people["owner"].id), "/cancel"))
+
+
+async def cancel_ended_class(w: World, role: str) -> Call:
+    return Call("POST", _k(await w.new_class(ClassState.ENDED), "/cancel"))
+
+
+async def class_chat_history(w: World, role: str) -> Call:
+    return Call("GET", _k(w.class_id, "/messages?after=0&limit=10"))
+
+
+async def list_polls(w: World, role: str) -> Call:
+    """Drafts show to those who prepare polls only; a closed poll shows to everyone who sees the class."""
+    staff = role in ("teacher", "admin", "owner", "inst_admin")
+
+    def check(body: Any) -> str | None:
+        states = sorted(p["state"] for p in body["polls"])
+        wanted = ["closed", "draft"] if staff else ["closed"]
+        return None if states == wanted else f"the polls shown are {states}, not {wanted}"
+
+    return Call("GET", _k(w.class_id, "/polls"), check=check)
+
+
+POLL = {"question": "Ready?", "options": ["Yes", "No"]}
+
+
+async def create_poll(w: World, role: str) -> Call:
+    return Call("POST", _k(w.class_id, "/polls"), POLL)
+
+
+async def create_poll_ended_class(w: World, role: str) -> Call:
+    return Call("POST", _k(await w.new_class(ClassState.ENDED), "/polls"), POLL)
+
+
+def _report(suffix: str, *, taught_by_teacher: bool) -> Factory:
+    async def factory(w: World, role: str) -> Call:
+        teacher = None if taught_by_teacher else await w.new_member(CircleRole.TEACHER)
+        return Call("GET", _k(await w.new_class(ClassState.ENDED, teacher_id=teacher), suffix))
+
+    kind = "csv" if suffix.endswith(".csv") else "report"
+    factory.__name__ = f"attendance_{kind}_{'own_class' if taught_by_teacher else 'other_teachers_class'}"
+    return factory
+
+
+attendance_own_class = _report("/attendance", taught_by_teacher=True)
+attendance_other_class = _report("/attendance", taught_by_teacher=False)
+attendance_csv_own_class = _report("/attendance.csv", taught_by_teacher=True)
+attendance_csv_other_class = _report("/attendance.csv", taught_by_teacher=False)
+
+
 # --- the table ----------------------------------------------------------------------------------------------------
 
 Statuses = tuple[int, int, int, int, int, int, int, int]
@@ -587,6 +732,7 @@ INVITE = C + "/invites/{invite_id}"
 MEMBER = C + "/members/{user_id}"
 P = C + "/posts/{post_id}"
 COMMENT = P + "/comments/{comment_id}"
+K = "/api/classes/{class_id}"
 
 CASES: list[Case] = [
     # Statuses per role in ROLES order, first against a public circle, then against a private one:
@@ -748,6 +894,50 @@ CASES: list[Case] = [
     # --- the chat's history (the live chat runs over Socket.IO, outside this table)
     row("GET",    C + "/messages",                          chat_history,
         (401, 403, 200, 200, 200, 200, 200, 403), (401, 404, 200, 200, 200, 200, 200, 404)),
+    # --- live classes: members see them; the circle's teachers, admins and owner (and the institution's admins)
+    # schedule and prepare polls; the register is for the session's teachers and the circle's managers. Any circle
+    # teacher may edit or cancel any class of the circle, not only their own. A class of a private circle does not
+    # exist for its outsiders, exactly like one that does not exist at all.
+    row("POST",   C + "/classes",                           schedule_class,
+        (401, 403, 403, 201, 201, 201, 201, 403), (401, 404, 403, 201, 201, 201, 201, 404)),
+    # Only the circle's teachers, admins and owner may teach a class: the institution admin, no member, must name one.
+    row("POST",   C + "/classes",                           schedule_class_taught_by_me,
+        (401, 403, 403, 201, 201, 201, 422, 403), (401, 404, 403, 201, 201, 201, 422, 404)),
+    # As everywhere in an archived circle, its members learn it is read-only before whether their role would do.
+    row("POST",   C + "/classes",                           schedule_class_archived,
+        (401, 403, 409, 409, 409, 409, 409, 403), (401, 404, 409, 409, 409, 409, 409, 404)),
+    row("GET",    C + "/classes",                           list_classes,
+        (401, 403, 200, 200, 200, 200, 200, 403), (401, 404, 200, 200, 200, 200, 200, 404)),
+    row("GET",    K,                                        get_class,
+        (401, 403, 200, 200, 200, 200, 200, 403), (401, 404, 200, 200, 200, 200, 200, 404)),
+    row("GET",    K,                                        get_unknown_class,
+        (401, 404, 404, 404, 404, 404, 404, 404), (401, 404, 404, 404, 404, 404, 404, 404)),
+    row("PATCH",  K,                                        edit_class,
+        (401, 403, 403, 200, 200, 200, 200, 403), (401, 404, 403, 200, 200, 200, 200, 404)),
+    row("PATCH",  K,                                        edit_own_class,
+        (401, 403, 403, 200, 200, 200, 200, 403), (401, 404, 403, 200, 200, 200, 200, 404)),
+    row("PATCH",  K,                                        edit_ended_class,
+        (401, 403, 403, 409, 409, 409, 409, 403), (401, 404, 403, 409, 409, 409, 409, 404)),
+    row("POST",   K + "/cancel",                            cancel_class,
+        (401, 403, 403, 200, 200, 200, 200, 403), (401, 404, 403, 200, 200, 200, 200, 404)),
+    row("POST",   K + "/cancel",                            cancel_ended_class,
+        (401, 403, 403, 409, 409, 409, 409, 403), (401, 404, 403, 409, 409, 409, 409, 404)),
+    row("GET",    K + "/messages",                          class_chat_history,
+        (401, 403, 200, 200, 200, 200, 200, 403), (401, 404, 200, 200, 200, 200, 200, 404)),
+    row("GET",    K + "/polls",                             list_polls,
+        (401, 403, 200, 200, 200, 200, 200, 403), (401, 404, 200, 200, 200, 200, 200, 404)),
+    row("POST",   K + "/polls",                             create_poll,
+        (401, 403, 403, 201, 201, 201, 201, 403), (401, 404, 403, 201, 201, 201, 201, 404)),
+    row("POST",   K + "/polls",                             create_poll_ended_class,
+        (401, 403, 403, 409, 409, 409, 409, 403), (401, 404, 403, 409, 409, 409, 409, 404)),
+    row("GET",    K + "/attendance",                        attendance_own_class,
+        (401, 403, 403, 200, 200, 200, 200, 403), (401, 404, 403, 200, 200, 200, 200, 404)),
+    row("GET",    K + "/attendance",                        attendance_other_class,
+        (401, 403, 403, 403, 200, 200, 200, 403), (401, 404, 403, 403, 200, 200, 200, 404)),
+    row("GET",    K + "/attendance.csv",                    attendance_csv_own_class,
+        (401, 403, 403, 200, 200, 200, 200, 403), (401, 404, 403, 200, 200, 200, 200, 404)),
+    row("GET",    K + "/attendance.csv",                    attendance_csv_other_class,
+        (401, 403, 403, 403, 200, 200, 200, 403), (401, 404, 403, 403, 200, 200, 200, 404)),
 ]  # fmt: skip
 
 # Every (method, path template) with a row here; test_access_matrix.py counts these as covered.
@@ -773,7 +963,8 @@ def _is_circle_route(path: str) -> bool:
 
 
 def test_every_circle_route_has_a_row_here() -> None:
-    """Each route under /api/circles, /api/me/circles and /api/invites/ has its rows in this table, and only those."""
+    """Each route under /api/circles, /api/me/circles, /api/invites/ and /api/classes/ has its rows in this table, and
+    only those."""
     declared = {(r.method, r.path) for r in all_routes()}
     circle_routes = {key for key in declared if _is_circle_route(key[1])}
     problems = [f"{m} {p}: a circle route without a row in the circle matrix"
@@ -801,7 +992,7 @@ def test_the_table_keeps_its_own_rules() -> None:
                 problems.append(f"{where}: anonymous should get what a signed-in non-member gets: {expect}")
             if 401 in expect[1:]:
                 problems.append(f"{where}: a signed-in role is expected to get 401: {expect}")
-        if case.path.startswith(C):
+        if case.path.startswith((C, K)):
             for role in (non_member, banned):
                 if case.private[role] != 404:
                     problems.append(f"{case.name}: a private circle must not exist for the {ROLES[role]}: "
@@ -818,6 +1009,9 @@ async def test_circle_access_matrix(api: Api, client: Client, visibility: Visibi
     # What a circle that does not exist looks like: on a private circle, outsiders' 404s must be the very same.
     unknown = await api.call("GET", f"/api/circles/{UNKNOWN_CIRCLE}", world.people["non_member"])
     assert unknown.status == 404, unknown.body
+    # And a class that does not exist: a private circle's classes must look the very same to them.
+    unknown_class = await api.call("GET", f"/api/classes/{UNKNOWN_CLASS}", world.people["non_member"])
+    assert unknown_class.status == 404, unknown_class.body
     failures: list[str] = []
     for case in CASES:
         pattern = _template_regex(case.path)
@@ -840,4 +1034,8 @@ async def test_circle_access_matrix(api: Api, client: Client, visibility: Visibi
                   and case.path.startswith(C) and reply.body != unknown.body):
                 failures.append(f"{cell}: 404, but not the same as for a circle that does not exist: "
                                 f"{reply.body} vs {unknown.body}")
+            elif (expected == 404 and visibility is Visibility.PRIVATE and role in OUTSIDERS
+                  and case.path.startswith(K) and reply.body != unknown_class.body):
+                failures.append(f"{cell}: 404, but not the same as for a class that does not exist: "
+                                f"{reply.body} vs {unknown_class.body}")
     assert not failures, f"{len(failures)} cell(s) of the circle access matrix are wrong:\n" + "\n".join(failures)

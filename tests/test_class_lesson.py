@@ -214,6 +214,10 @@ async def test_a_whole_lesson(api: Api, hub: Hub) -> None:
     assert f"/api/classes/{class_id}/attendance" in recap["body"]
     past = expect(await api.call("GET", f"/api/circles/{circle_id}/classes?when=past", ana))
     assert past["classes"][0]["recap_post_id"] == recap_id
+    chat = expect(await api.call("GET", f"/api/classes/{class_id}/messages?after=0&limit=1", dora))
+    assert [m["body"] for m in chat["messages"]] == ["hello class"] and chat["next_after"] == 1
+    chat = expect(await api.call("GET", f"/api/classes/{class_id}/messages?after=1", dora))
+    assert [(m["seq"], m["body"]) for m in chat["messages"]] == [(2, "welcome")] and chat["next_after"] is None
 
 
 async def test_a_second_device_and_a_quick_reconnect_leave_one_seat(api: Api, hub: Hub) -> None:
@@ -262,3 +266,23 @@ async def test_students_arriving_before_the_start_are_seated_when_it_starts(api:
     sent = await a.ok("send_class_message", {"class_id": class_id, "client_id": client_id(), "body": "hi"})
     assert sent["seq"] == 1
     assert (await t.next("class_message_posted"))["author"] == {"user_id": ana.id, "name": "Ana"}
+
+
+async def test_a_member_removed_from_the_circle_leaves_its_live_class(api: Api, hub: Hub) -> None:
+    teacher = await api.register("Teacher")
+    ana = await api.register("Ana")
+    circle_id = await circle_with(api, teacher, ana)
+    class_id = expect(await api.call("POST", f"/api/circles/{circle_id}/classes", teacher,
+                                     schedule_body(settings={"lobby": False})), 201)["id"]
+    t = await hub.connect(teacher)
+    await t.ok("join_class", {"class_id": class_id})
+    await t.ok("start_class", {"class_id": class_id})
+    a = await hub.connect(ana)
+    await a.ok("join_class", {"class_id": class_id})
+    await a.ok("raise_hand", {"class_id": class_id})
+    expect(await api.call("DELETE", f"/api/circles/{circle_id}/members/{ana.id}", teacher), 204)
+    assert (await a.next("class_left")) == {"class_id": class_id, "reason": "left_circle"}
+    assert (await t.until("participant_left", lambda f: f["user_id"] == ana.id))[-1]["reason"] == "left_circle"
+    snapshot = (await t.ok("lock_class", {"class_id": class_id, "locked": False}))["room"]
+    assert ana.id not in ids(snapshot["participants"]) and snapshot["hands"] == []
+    await a.refused("join_class", {"class_id": class_id}, "not_found")  # a private circle's class, for a stranger

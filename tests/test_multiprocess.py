@@ -154,8 +154,9 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         port_a, port_b = two_free_ports()
         began = time.monotonic()
         # Started together: both run the migrations at once, which the migration lock must serialise.
-        processes.append(Process("A", env, port_a, log_dir))
-        processes.append(Process("B", env, port_b, log_dir))
+        # Each is also reachable alone at its own address, where a class's media is carried (QUANZI_NODE_URL).
+        processes.append(Process("A", {**env, "QUANZI_NODE_URL": f"http://127.0.0.1:{port_a}"}, port_a, log_dir))
+        processes.append(Process("B", {**env, "QUANZI_NODE_URL": f"http://127.0.0.1:{port_b}"}, port_b, log_dir))
         with ThreadPoolExecutor(max_workers=2) as pool:
             problems = [p for p in pool.map(Process.wait_until_ready, processes) if p]
         if problems:

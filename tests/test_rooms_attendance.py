@@ -10,10 +10,10 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from rooms.attendance import DEFAULT_GRACE_SECONDS, Interval, Rule, Status, clip, merge, record
+from rooms.attendance import DEFAULT_GRACE_SECONDS, Interval, Record, Rule, Status, clip, merge, record, summarise
 
 PRESENT, LATE, LEFT_EARLY, ABSENT = Status.PRESENT, Status.LATE, Status.LEFT_EARLY, Status.ABSENT
 START, END = 0.0, 3600.0
@@ -237,3 +237,119 @@ def test_record_stays_within_the_schedule(
         assert result.status is not ABSENT
     assert record(list(reversed(intervals)), scheduled_start, scheduled_end, Rule(share, float(late_after)),
                   grace) == result
+
+
+# --- summarise: the report's line from the aggregates the database computes ---
+
+
+def aggregates(intervals: list[Interval], start: float, end: float, grace: float) -> tuple[
+        float | None, float | None, float | None, float]:
+    """What ``server.db.attendance.attended`` computes in SQL: the merged intervals' first start and last end, and,
+    of their parts inside the schedule that last a while, the first start and the total."""
+    merged = merge(intervals, grace)
+    if not merged:
+        return None, None, None, 0.0
+    inside = [i for i in clip(merged, start, end) if i.end > i.start]
+    return (merged[0].start, max(i.end for i in merged), inside[0].start if inside else None,
+            float(sum(i.seconds for i in inside)))
+
+
+schedules = st.tuples(st.integers(-5_000, 5_000), st.integers(1, 10_000)).map(
+    lambda p: (float(p[0]), float(p[0] + p[1])))
+rules = st.builds(lambda share, late: Rule(share, float(late)), st.floats(0.01, 1.0), st.integers(0, 3_000))
+
+
+# A small world too, where instants, touching edges and gaps of exactly the grace period are common.
+small_spans = st.lists(
+    st.builds(lambda start, length: Interval(float(start), float(start + length)),
+              st.integers(-20, 120), st.sampled_from([0, 0, 1, 5, 10, 40])),
+    max_size=8,
+)
+small_schedules = st.sampled_from([(0.0, 100.0), (10.0, 60.0), (0.0, 1.0)])
+small_rules = st.builds(lambda share, late: Rule(share, float(late)), st.sampled_from([0.1, 0.5, 1.0]),
+                        st.sampled_from([0, 5, 30]))
+
+
+def check_record_is_summarise(intervals: list[Interval], grace: float, schedule: tuple[float, float],
+                              rule: Rule) -> None:
+    start, end = schedule
+    first, last, first_inside, attended = aggregates(intervals, start, end, grace)
+    assert record(intervals, start, end, rule, grace) == summarise(first, last, first_inside, attended, start, end,
+                                                                   rule)
+
+
+@settings(max_examples=300)
+@given(whole_spans, whole_grace, schedules, rules)
+@example(spans((100, 100), (1800, 3600)), 30.0, (START, END), Rule())  # a look-in of no duration, then late
+def test_record_is_summarise_of_the_merged_and_clipped_aggregates(
+    intervals: list[Interval], grace: float, schedule: tuple[float, float], rule: Rule,
+) -> None:
+    check_record_is_summarise(intervals, grace, schedule, rule)
+
+
+@settings(max_examples=300)
+@given(small_spans, st.sampled_from([0.0, 5.0]), small_schedules, small_rules)
+def test_record_is_summarise_in_a_small_world(
+    intervals: list[Interval], grace: float, schedule: tuple[float, float], rule: Rule,
+) -> None:
+    check_record_is_summarise(intervals, grace, schedule, rule)
+
+
+@pytest.mark.parametrize(("given_spans", "status"), [
+    ([(100, 100), (1800, 3600)], LATE),  # a look-in of no duration is no arrival
+    ([(100, 100)], ABSENT),
+    ([(100, 100), (110, 3600)], PRESENT),  # bridged by the grace period: one stay from 100
+    ([(-10, 0), (1800, 3600)], LATE),  # ended as the class began
+])
+def test_an_instant_inside_the_schedule_is_no_arrival(
+    given_spans: list[tuple[float, float]], status: Status,
+) -> None:
+    intervals = spans(*given_spans)
+    assert record(intervals, START, END, Rule()).status is status
+    first, last, first_inside, attended = aggregates(intervals, START, END, DEFAULT_GRACE_SECONDS)
+    assert summarise(first, last, first_inside, attended, START, END, Rule()).status is status
+
+
+@settings(max_examples=300)
+@given(st.one_of(st.none(), st.floats(-1e6, 1e6)), st.one_of(st.none(), st.floats(-1e6, 1e6)),
+       st.one_of(st.none(), st.floats(-1e5, 1e5)), st.floats(-10.0, 1e6), schedules, rules)
+def test_summarise_follows_the_status_rules(
+    first: float | None, last: float | None, first_inside: float | None, attended: float,
+    schedule: tuple[float, float], rule: Rule,
+) -> None:
+    start, end = schedule
+    line = summarise(first, last, first_inside, attended, start, end, rule)
+    assert (line.first_join, line.last_leave, line.attended_seconds) == (first, last, attended)
+    assert line.share <= 1.0  # time beyond the schedule (a clock skew, a double count) never makes more than all
+    assert line.share == min(1.0, attended / (end - start))
+    if first_inside is None or attended <= 0:
+        assert line.status is ABSENT
+    elif first_inside > start + rule.late_after:
+        assert line.status is LATE
+    elif line.share >= rule.present_share:
+        assert line.status is PRESENT
+    else:
+        assert line.status is LEFT_EARLY
+
+
+@pytest.mark.parametrize(("first_inside", "attended", "rule", "status", "share"), [
+    (None, 0.0, Rule(), ABSENT, 0.0),
+    (None, 3600.0, Rule(), ABSENT, 1.0),  # time, but none of it inside
+    (0.0, 0.0, Rule(), ABSENT, 0.0),
+    (0.0, 3600.0, Rule(), PRESENT, 1.0),
+    (0.0, 7200.0, Rule(), PRESENT, 1.0),  # capped
+    (0.0, 3060.0, Rule(), PRESENT, 0.85),
+    (0.0, 3059.0, Rule(), LEFT_EARLY, 3059 / 3600),
+    (600.0, 3000.0, Rule(present_share=0.8), PRESENT, 3000 / 3600),  # at the late threshold
+    (600.5, 3000.0, Rule(present_share=0.8), LATE, 3000 / 3600),
+    (-50.0, 3600.0, Rule(late_after=0.0), PRESENT, 1.0),
+    (0.001, 3600.0, Rule(late_after=0.0), LATE, 1.0),
+])
+def test_summarise(first_inside: float | None, attended: float, rule: Rule, status: Status, share: float) -> None:
+    assert summarise(-5.0, 9.0, first_inside, attended, START, END, rule) == Record(-5.0, 9.0, attended, share, status)
+
+
+@pytest.mark.parametrize(("start", "end"), [(0.0, 0.0), (10.0, 5.0)])
+def test_summarise_needs_a_session_that_ends_after_it_starts(start: float, end: float) -> None:
+    with pytest.raises(ValueError, match="end after it starts"):
+        summarise(None, None, None, 0.0, start, end, Rule())

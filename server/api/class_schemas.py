@@ -126,8 +126,11 @@ class AttendanceOut(BaseModel):
     class_: ClassOut = Field(alias="class")
     scheduled_minutes: float
     counts: dict[str, int] = Field(description="students per status")
-    students: list[AttendanceLineOut]
-    teachers: list[AttendanceLineOut]
+    students: list[AttendanceLineOut] = Field(
+        description="the register: the circle's members (not its staff or fans) who had joined by the class's end")
+    teachers: list[AttendanceLineOut] = Field(description="the class's teachers")
+    others: list[AttendanceLineOut] = Field(
+        description="others who came: the circle's staff and fans, later members, people no longer in the circle")
 
     model_config = {"populate_by_name": True}
 
@@ -224,6 +227,17 @@ class PollRefIn(ClassRefIn):
 
 class AnswerIn(PollRefIn):
     choice: list[OptionIndex] = Field(min_length=1, max_length=MAX_OPTIONS)
+
+
+class ClassHistoryQuery(BaseModel):
+    model_config = {"extra": "forbid"}
+    after: Annotated[int, Field(ge=0, le=2**31 - 1)] = Field(0, description="a sequence number")
+    limit: Annotated[int, Field(ge=1, le=500)] = 100
+
+
+class ClassHistoryOut(BaseModel):
+    messages: list[ClassMessageOut] = Field(description="oldest first")
+    next_after: int | None
 
 
 class ClassMessageOut(BaseModel):

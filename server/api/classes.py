@@ -17,9 +17,12 @@ from server import keys
 from server.api.class_schemas import (
     AttendanceLineOut,
     AttendanceOut,
+    ClassHistoryOut,
+    ClassHistoryQuery,
     ClassIn,
     ClassListOut,
     ClassListQuery,
+    ClassMessageOut,
     ClassOut,
     ClassPatchIn,
     PollIn,
@@ -29,6 +32,7 @@ from server.api.class_schemas import (
 from server.api.identity import user_actor
 from server.api.routes import Route
 from server.api.wire import ok, parse_body, parse_query, path_circle_id, path_int, transaction
+from server.db import feed as feed_db
 from server.policy import ClassAction, allows
 from server.services import classes
 
@@ -120,10 +124,10 @@ async def _report(request: web.Request) -> classes.Report:
 
 async def attendance(request: web.Request) -> web.Response:
     report = await _report(request)
-    teachers = [line.user_id for line in report.teachers]
-    return ok(AttendanceOut(class_=ClassOut.of(report.session, teachers),
+    return ok(AttendanceOut(class_=ClassOut.of(report.session, report.teacher_ids),
                             scheduled_minutes=round(report.scheduled_seconds / 60, 1), counts=report.counts,
-                            students=[_line(x) for x in report.students], teachers=[_line(x) for x in report.teachers]))
+                            students=[_line(x) for x in report.students], teachers=[_line(x) for x in report.teachers],
+                            others=[_line(x) for x in report.others]))
 
 
 async def attendance_csv(request: web.Request) -> web.Response:
@@ -132,7 +136,7 @@ async def attendance_csv(request: web.Request) -> web.Response:
     writer = csv.writer(out)
     writer.writerow(["user_id", "name", "circle_role", "class_role", "first_join", "last_leave", "attended_minutes",
                      "share_percent", "status"])
-    for role, lines in (("student", report.students), ("teacher", report.teachers)):
+    for role, lines in (("student", report.students), ("teacher", report.teachers), ("other", report.others)):
         for line in lines:
             row = _line(line)
             writer.writerow([row.user_id, _safe_cell(row.name), row.circle_role or "", role,
@@ -147,6 +151,19 @@ async def attendance_csv(request: web.Request) -> web.Response:
 def _safe_cell(text: str) -> str:
     """Names that a spreadsheet would run as formulas are quoted as text (CSV injection)."""
     return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
+
+
+async def chat_history(request: web.Request) -> web.Response:
+    query = parse_query(request, ClassHistoryQuery)
+    async with transaction(request) as db:
+        context, messages = await classes.chat_history(db, await user_actor(request, db),
+                                                       path_int(request, "class_id"), query.after, query.limit + 1)
+        page = messages[: query.limit]
+        authors = await feed_db.authors(db, context.session.circle_id,
+                                        {m.author_id for m in page if m.author_id is not None})
+    names = {uid: author.name for uid, author in authors.items()}
+    return ok(ClassHistoryOut(messages=[ClassMessageOut.of(m, names) for m in page],
+                              next_after=page[-1].seq if len(messages) > query.limit else None))
 
 
 async def list_polls(request: web.Request) -> web.Response:
@@ -180,6 +197,9 @@ ROUTES = [
     Route("GET", K, get, "One class (members of its circle)", T, response=ClassOut),
     Route("PATCH", K, edit, "Reschedule or change a class before it starts", T, body=ClassPatchIn, response=ClassOut),
     Route("POST", f"{K}/cancel", cancel, "Cancel a class that has not started", T, response=ClassOut),
+    Route("GET", f"{K}/messages", chat_history,
+          "The in-class chat after a sequence number, oldest first (members of the circle)", T,
+          query=ClassHistoryQuery, response=ClassHistoryOut),
     Route("GET", f"{K}/polls", list_polls,
           "The class's polls: all with live results for its teachers; opened ones for students, results once closed",
           T, response=PollListOut),

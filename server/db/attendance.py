@@ -19,7 +19,15 @@ from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
-from server.db.models import AttendanceInterval, CircleMember, ClassSession, ClassState, User
+from server.db.models import (
+    AttendanceInterval,
+    CircleMember,
+    CircleRole,
+    ClassSession,
+    ClassState,
+    MemberType,
+    User,
+)
 
 
 class epoch(FunctionElement[float]):  # reads as a SQL function
@@ -106,14 +114,25 @@ async def attended(
             for sid, uid, first, last, inner, total in rows]
 
 
-async def roster(db: AsyncSession, circle_id: str) -> list[tuple[int, str, str | None, str]]:
-    """Every member of the circle: (user id, display name, nickname, circle role)."""
+@dataclass(frozen=True, slots=True)
+class Member:
+    user_id: int
+    name: str  # the circle nickname when set, else the display name
+    role: CircleRole
+    member_type: MemberType
+    joined_at: datetime
+
+
+async def roster(db: AsyncSession, circle_id: str) -> list[Member]:
+    """Every member of the circle, by name."""
     rows = await db.execute(
-        select(User.id, User.display_name, CircleMember.nickname, CircleMember.role)
+        select(User.id, User.display_name, CircleMember.nickname, CircleMember.role, CircleMember.member_type,
+               CircleMember.joined_at)
         .join(CircleMember, CircleMember.user_id == User.id)
         .where(CircleMember.circle_id == circle_id).order_by(User.display_name, User.id)
     )
-    return [(int(uid), name, nickname, role.value) for uid, name, nickname, role in rows]
+    return [Member(int(uid), nickname or name, role, member_type, joined_at)
+            for uid, name, nickname, role, member_type, joined_at in rows]
 
 
 async def names(db: AsyncSession, user_ids: set[int]) -> dict[int, str]:

@@ -25,6 +25,7 @@ from rooms.store import RoomStore
 from server.db import users as users_db
 from server.db.engine import SessionFactory
 from server.hub.emit import Broadcaster, user_room
+from server.hub.nodes import MediaNodes
 from server.hub.presence import Presence
 from server.policy import Actor
 from server.ratelimit import RateLimiter
@@ -49,6 +50,7 @@ class HubParts:
     broadcaster: Broadcaster
     rooms: RoomStore
     grace_seconds: float  # how long a dropped participant keeps their seat, and the gap attendance forgives
+    nodes: MediaNodes
 
 
 def ack_error(error: DomainError) -> Ack:

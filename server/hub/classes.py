@@ -89,15 +89,18 @@ class ClassEvents(HubBase):
 
     # --- the room ---
 
-    async def _change(self, session: ClassSession, change: Callable[[Room], T]) -> tuple[T, Room, list[int]]:
-        """Apply ``change`` to the stored room; first, seats whose owners stayed away past the grace period go."""
+    async def _change(
+        self, session: ClassSession, change: Callable[[Room], T], *, initial: Callable[[], Room] | None = None
+    ) -> tuple[T, Room, list[int]]:
+        """Apply ``change`` to the stored room; first, seats whose owners stayed away past the grace period go.
+        ``initial`` builds the room when the store has none (by default, from the session as it is now)."""
         grace = self.parts.grace_seconds
 
         def apply(room: Room) -> tuple[T, Room, list[int]]:
             expired = room.expire_away(time.time(), grace)
             return change(room), room, expired
 
-        return await self.parts.rooms.update(str(session.id), lambda: classes.new_room(session), apply)
+        return await self.parts.rooms.update(str(session.id), initial or (lambda: classes.new_room(session)), apply)
 
     async def _entry(self, sid: str, class_id: int, *, seated: bool = True) -> dict[str, Any]:
         session = await self.get_session(sid)
@@ -164,8 +167,10 @@ class ClassEvents(HubBase):
                 if open_polls and seated else None,
                 "chat": {"messages": [ClassMessageOut.of(m, names).model_dump(mode="json") for m in tail.messages],
                          "last_seq": tail.last_seq, "gap": tail.gap},
+                "media_node": await self._media_node(session.id),
             }
-            newly_seated = seated and (before is None or room.participants[uid].connections == 1)
+            # A connection asking again (for the snapshot) is no arrival; a return within the grace period is one.
+            newly_seated = seated and not was_seated and (before is None or room.participants[uid].connections == 1)
             lobby_fact = await self._lobby_fact(db, session, room) if placement is not Placement.JOINED else None
 
             async def deliver() -> None:
@@ -195,7 +200,18 @@ class ClassEvents(HubBase):
         entry: dict[str, Any] | None = session["classes"].pop(class_id, None)
         for room in (class_room(class_id), teachers_room(class_id), lobby_room(class_id)):
             await self.leave_room(sid, room)
+        await self._media_gone(sid, class_id)
         return entry
+
+    async def _media_gone(self, sid: str, class_id: int) -> None:
+        """Overridden by the media events: the connection's peer goes with it."""
+
+    async def _media_ended(self, class_id: int) -> None:
+        """Overridden by the media events: the class's peers close."""
+
+    async def _media_node(self, class_id: int) -> str | None:
+        """Overridden by the media events: where this class's media is carried (None: this process)."""
+        return None
 
     async def on_leave_class(self, sid: str, data: Any = None) -> Ack:
         async def work(actor: Actor, body: ClassRefIn, db: AsyncSession) -> tuple[Ack, Deliver]:
@@ -208,8 +224,9 @@ class ClassEvents(HubBase):
             lobby_fact = await self._lobby_fact(db, session, room)
 
             async def deliver() -> None:
-                await self._departures(body.class_id, [*expired, *([actor.user_id] if gone else [])], "left")
+                await self._departures(body.class_id, expired, "disconnected")  # seats that outstayed the grace
                 if gone:
+                    await self._departures(body.class_id, [actor.user_id], "left")
                     await self.parts.broadcaster.to_room(class_room(body.class_id), "hands_changed",
                                                          {"class_id": body.class_id, "hands": hands})
                 await self.parts.broadcaster.to_room(teachers_room(body.class_id), "lobby_changed", lobby_fact)
@@ -228,21 +245,34 @@ class ClassEvents(HubBase):
         """A dropped connection keeps its seat for the grace period; its attendance interval closes now."""
         conn = await self.get_session(sid)
         for class_id in list(conn.get("classes", {})):
+            await self._media_gone(sid, class_id)
+            uid: int = conn["user_id"]
+
+            def drop(room: Room, uid: int = uid) -> bool:
+                queued = room.placement(uid) in (Placement.LOBBY, Placement.WAITING_FOR_START)
+                room.drop(uid, time.time())
+                return queued
+
             try:
                 async with self.parts.db() as db, db.begin():
                     session = await self._session(db, class_id)
                     await classes.depart(db, class_id, _now(), "disconnected", connection=sid)
-                _, room, expired = await self._change(session, lambda room: room.drop(conn["user_id"], time.time()))
+                    queued, room, expired = await self._change(session, drop)
+                    lobby_fact = await self._lobby_fact(db, session, room) if queued else None
             except Exception:
                 log.exception("could not record %s leaving class %s", sid, class_id)
                 continue
-            changed = self._views(class_id, room, [conn["user_id"]])
-            self.parts.broadcaster.after_ack(self._after_drop(session, changed, expired))
+            changed = self._views(class_id, room, [uid])
+            self.parts.broadcaster.after_ack(self._after_drop(session, changed, expired, lobby_fact))
 
-    async def _after_drop(self, session: ClassSession, changed: dict[str, Any], expired: list[int]) -> None:
+    async def _after_drop(
+        self, session: ClassSession, changed: dict[str, Any], expired: list[int], lobby_fact: dict[str, Any] | None
+    ) -> None:
         await self._departures(session.id, expired, "disconnected")
         if changed["participants"]:
             await self.parts.broadcaster.to_room(class_room(session.id), "participants_changed", changed)
+        if lobby_fact is not None:
+            await self.parts.broadcaster.to_room(teachers_room(session.id), "lobby_changed", lobby_fact)
         self._later(self.parts.grace_seconds + 0.05, lambda: self._expire(session))
 
     async def _expire(self, session: ClassSession) -> None:
@@ -272,6 +302,23 @@ class ClassEvents(HubBase):
         if await self._forget(sid, class_id) is not None:
             await self.emit("class_left", {"class_id": class_id, "reason": reason}, to=sid)
 
+    async def _evict_from_classes(self, sid: str, user_id: int, circle_id: str) -> None:
+        """Removed, banned or gone from the circle: out of its live classes too, as if they had left."""
+        conn = await self.get_session(sid)
+        for class_id, entry in list(conn["classes"].items()):
+            if entry["circle_id"] != circle_id:
+                continue
+            async with self.parts.db() as db, db.begin():
+                session = await self._session(db, class_id)
+                await classes.depart(db, class_id, _now(), "removed", connection=sid)
+            gone, room, expired = await self._change(session, lambda room: room.leave(user_id))
+            await self._unseat_here(sid, class_id, "left_circle")
+            await self._departures(class_id, expired, "disconnected")
+            if gone:
+                await self._departures(class_id, [user_id], "left_circle")
+                await self.parts.broadcaster.to_room(class_room(class_id), "hands_changed",
+                                                     {"class_id": class_id, "hands": list(room.hands)})
+
     # --- the lifecycle ---
 
     async def _staff_context(
@@ -285,8 +332,16 @@ class ClassEvents(HubBase):
         async def work(actor: Actor, body: ClassRefIn, db: AsyncSession) -> tuple[Ack, Deliver]:
             context = await self._staff_context(db, actor, body.class_id, starting=True)
             role = await classes.room_role(db, context)
+            unstarted = classes.new_room(context.session).to_dict()  # nobody joined yet: the store has no room
             await classes.start(db, context, _now())
-            seated, room, expired = await self._change(context.session, lambda room: room.start(role))
+            settings = classes.room_settings(context.session)  # as scheduled, even if edited after the first arrival
+
+            def start(room: Room) -> list[int]:
+                room.settings = settings
+                return room.start(role)
+
+            seated, room, expired = await self._change(context.session, start,
+                                                       initial=lambda: Room.from_dict(unstarted))
             snapshot = room.snapshot()
             lobby_fact = await self._lobby_fact(db, context.session, room)
             names = await self._names(db, context.session.circle_id, set(seated))
@@ -312,16 +367,22 @@ class ClassEvents(HubBase):
         async def work(actor: Actor, body: ClassRefIn, db: AsyncSession) -> tuple[Ack, Deliver]:
             context = await self._staff_context(db, actor, body.class_id, starting=True)
             role = await classes.room_role(db, context)
+            unended = classes.new_room(context.session).to_dict()  # the store may have lost the room (restart)
             ended = await classes.end(db, context, _now(), self.parts.grace_seconds)
-            await self._change(context.session, lambda room: room.end(role))
+            await self._change(context.session, lambda room: room.end(role), initial=lambda: Room.from_dict(unended))
             fact = {"class_id": body.class_id, "recap_post_id": ended.recap_post_id}
+            closed = [{"class_id": body.class_id, "poll": PollOut.of(view, staff=False).model_dump(mode="json")}
+                      for view in ended.polls if view.id in ended.closed_now]
 
             async def deliver() -> None:
                 b = self.parts.broadcaster
+                for poll_fact in closed:
+                    await b.to_room(class_room(body.class_id), "poll_closed", poll_fact)
                 for room in (class_room(body.class_id), lobby_room(body.class_id)):
                     await b.to_room(room, "class_ended", fact)
                     await b.control(room, "unseat", body.class_id, "ended")
                 await b.to_circle(context.session.circle_id, "class_ended", fact)
+                await self._media_ended(body.class_id)
 
             return {"recap_post_id": ended.recap_post_id, "counts": ended.report.counts}, deliver
 

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 
 import socketio
 from aiohttp import web
 
+from media.relay import Relay, RelayConfig
 from server import keys
 from server.hub import transport
 from server.hub.base import HubParts
 from server.hub.emit import Broadcaster
 from server.hub.namespace import Hub
+from server.hub.nodes import MediaNodes, OneNode, RedisNodes
 from server.hub.presence import MemoryPresence, RedisPresence
 from server.hub.roomstore import MemoryRoomStore, RedisRoomStore
 
+log = logging.getLogger(__name__)
 SIO = web.AppKey("sio", socketio.AsyncServer)
 BROADCASTER = web.AppKey("broadcaster", Broadcaster)
+RELAY = web.AppKey("relay", Relay)
 
 
 def attach_hub(app: web.Application) -> None:
@@ -52,13 +57,23 @@ async def _hub(app: web.Application) -> AsyncIterator[None]:
     prefix = app[keys.SETTINGS].redis_prefix
     presence = RedisPresence(redis, prefix) if redis is not None else MemoryPresence()
     rooms = RedisRoomStore(redis, prefix) if redis is not None else MemoryRoomStore()
+    settings = app[keys.SETTINGS]
+    nodes: MediaNodes = OneNode()
+    if redis is not None and settings.node_url:
+        nodes = RedisNodes(redis, prefix, settings.node_url)
+    elif redis is not None:
+        log.warning("QUANZI_REDIS_URL is set without QUANZI_NODE_URL: a class's media stays on each process")
     hub = Hub(HubParts(
         db=app[keys.DB], limiter=app[keys.LIMITER], presence=presence, tokens=app[keys.SOCKET_TOKENS],
-        broadcaster=app[BROADCASTER], rooms=rooms, grace_seconds=app[keys.SETTINGS].class_grace_seconds,
+        broadcaster=app[BROADCASTER], rooms=rooms, grace_seconds=settings.class_grace_seconds, nodes=nodes,
     ))
+    relay = Relay(RelayConfig(), hub.signal)
+    hub.attach_relay(relay, settings)
+    app[RELAY] = relay
     sio.register_namespace(hub)
     await app[BROADCASTER].start(redis, f"{prefix}broadcast")
     yield
     hub.close()
+    await relay.close()
     await app[BROADCASTER].stop()
     await sio.shutdown()

@@ -125,6 +125,9 @@ async def schedule(
 ) -> ClassContext:
     circle = await open_circle(db, actor, circle_id, policy.CircleAction.CHAT)
     policy.check_class(actor, circle.facts, circle.standing, Action.SCHEDULE, teaches=False)
+    if not teacher_ids and not policy.may_teach(circle.standing):
+        raise InvalidInput("name the class's teachers: you do not teach in this circle", code="not_a_teacher",
+                           details=[{"field": "teacher_ids", "problem": "required when you do not teach here"}])
     teachers = sorted(set(teacher_ids if teacher_ids else [actor.user_id]))
     await _check_teachers(db, circle_id, teachers)
     _check_times(starts_at, ends_at)
@@ -193,6 +196,7 @@ class Ended:
     recap_post_id: int
     report: Report
     polls: list[PollView]
+    closed_now: list[int]  # polls that were open until the end
 
 
 async def end(db: AsyncSession, context: ClassContext, now: datetime, grace: float) -> Ended:
@@ -203,15 +207,17 @@ async def end(db: AsyncSession, context: ClassContext, now: datetime, grace: flo
         raise Conflict("this class has not started", code="class_not_live")
     session.state, session.ended_at = ClassState.ENDED, now
     await classes_db.close_intervals(db, session.id, now, "ended")
+    closed_now = []
     for poll in await classes_db.polls(db, session.id, state=PollState.OPEN.value):
         poll.state, poll.closed_at = PollState.CLOSED.value, now
+        closed_now.append(poll.id)
     await db.flush()
     report = await _report(db, context, now, grace)
     polls = await poll_views(db, session.id)
     post = await _post_recap(db, context, report, [p for p in polls if p.poll.state is PollState.CLOSED])
     session.recap_post_id = post
     await db.flush()
-    return Ended(post, report, polls)
+    return Ended(post, report, polls, closed_now)
 
 
 async def _recap_section(db: AsyncSession, circle_id: str) -> int | None:
@@ -281,9 +287,11 @@ class ReportLine:
 @dataclass(frozen=True, slots=True)
 class Report:
     session: ClassSession
-    students: list[ReportLine]  # members (and past attendees) who are not the session's teachers
-    teachers: list[ReportLine]
+    students: list[ReportLine]  # the register: members enrolled by the class's end, who learn rather than teach
+    teachers: list[ReportLine]  # the session's teachers
+    others: list[ReportLine]  # others who came: the circle's staff and fans, later members, past members
     scheduled_seconds: float
+    teacher_ids: list[int]
 
     @property
     def counts(self) -> dict[str, int]:
@@ -311,20 +319,32 @@ async def _report(db: AsyncSession, context: ClassContext, now: datetime, grace:
     session = context.session
     start, end = _epoch(session.scheduled_start), _epoch(session.scheduled_end)
     rule = attendance_rule(session)
+    closed_at = max(session.ended_at or session.scheduled_end, session.scheduled_end)
     rows = {row.user_id: row for row in await attendance_db.attended(db, [session.id], now, grace)}
     roster = await attendance_db.roster(db, session.circle_id)
-    people: list[tuple[int, str, str | None]] = [(uid, nickname or name, role) for uid, name, nickname, role in roster]
-    known = {uid for uid, _, _ in people}
+    known = {m.user_id for m in roster}
     strangers = await attendance_db.names(db, set(rows) - known)
-    people += [(uid, name, None) for uid, name in sorted(strangers.items(), key=lambda item: item[1])]
     students: list[ReportLine] = []
     teachers: list[ReportLine] = []
-    for uid, name, role in people:
+    others: list[ReportLine] = []
+
+    def line(uid: int, name: str, role: str | None) -> ReportLine:
         row = rows.get(uid)
         record = (register.summarise(row.first_join, row.last_leave, row.first_inside, row.attended, start, end, rule)
                   if row else register.Record(None, None, 0.0, 0.0, register.Status.ABSENT))
-        (teachers if uid in context.teachers else students).append(ReportLine(uid, name, role, record))
-    return Report(session, students, teachers, end - start)
+        return ReportLine(uid, name, role, record)
+
+    for member in roster:
+        entry = line(member.user_id, member.name, member.role.value)
+        if member.user_id in context.teachers:
+            teachers.append(entry)
+        elif policy.on_register(member.role, member.member_type) and member.joined_at <= closed_at:
+            students.append(entry)
+        elif entry.record.first_join is not None:
+            others.append(entry)  # staff and fans who came; members who joined the circle after the class
+    for uid, name in sorted(strangers.items(), key=lambda item: item[1]):
+        others.append(line(uid, name, None))
+    return Report(session, students, teachers, others, end - start, context.teachers)
 
 
 # --- polls ---
@@ -419,6 +439,15 @@ class ChatTail:
     messages: list[ClassMessage]
     last_seq: int
     gap: bool
+
+
+async def chat_history(
+    db: AsyncSession, actor: policy.Actor, class_id: int, after: int, limit: int
+) -> tuple[ClassContext, list[ClassMessage]]:
+    """The in-class chat after ``after``, oldest first: for a client further behind than replay reaches, and for
+    reading a class's chat once it is over."""
+    context = await open_class(db, actor, class_id, Action.VIEW)
+    return context, await classes_db.messages_after(db, class_id, after, limit)
 
 
 async def chat_tail(db: AsyncSession, session: ClassSession, last_seen: int | None) -> ChatTail:

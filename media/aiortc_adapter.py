@@ -1,0 +1,415 @@
+"""Every touch of aiortc's (and aioice's) internals, in one place.
+
+aiortc has no public API for packet forwarding: its receivers always depacketize and decode, its senders always
+encode. The relay needs to see RTP after SRTP decryption and RTX unwrapping, and to put RTP on the wire without an
+encoder. This module does exactly that and nothing else, so an aiortc upgrade has one file to review.
+``pyproject.toml`` pins aiortc exactly; :func:`check_internals` lists what moved (``tests/test_media_adapter.py``
+fails with that list).
+
+What is touched, and why:
+
+* ``RTCRtpReceiver._handle_rtp_packet`` is replaced per receiver by :func:`tap_receiver`, which keeps the receiver's
+  duties a forwarder still needs (receive statistics for its RTCP receiver reports, REMB, RTX unwrap, NACK
+  generation towards the publisher) and hands the packet over instead of depacketizing and decoding it. It reads the
+  receiver's name-mangled state: ``__codecs``, ``__rtx_ssrc``, ``__remote_streams``, ``__nack_generator``,
+  ``__remote_bitrate_estimator``, ``__rtcp_ssrc``.
+* ``RTCRtpSender._handle_rtcp_packet`` is replaced per sender by :func:`tap_sender`: NACK, PLI/FIR and receiver
+  reports from a subscriber belong to the relay, not to an encoder the sender does not have.
+* ``RTCRtpSender.__ntp_timestamp`` / ``__rtp_timestamp`` / ``__packet_count`` / ``__octet_count`` are written by
+  :func:`update_sender_report` so the sender's own RTCP task sends truthful sender reports (browsers use them for
+  lip sync and statistics).
+* ``RTCRtpSender._ssrc`` / ``_rtx_ssrc``: the SSRCs aiortc announced in the SDP, which forwarded packets must carry.
+* ``RTCRtpTransceiver._codecs``: the negotiated codecs (payload types per subscriber; the relay also narrows a
+  publisher's to the codecs it forwards before answering).
+* :class:`Wire` sends on a DTLS transport synchronously: ``RTCDtlsTransport._state`` / ``_tx_srtp``, aioice's
+  ``Connection._nominated`` pair, its ``protocol.transport`` (the asyncio datagram transport) and ``remote_addr``.
+  aiortc's own path is a chain of coroutines per packet; the synchronous path is what makes hundreds of
+  subscribers per core possible, and it lets the relay see a full socket buffer and drop instead of queueing.
+* :func:`harden_ice` wraps aioice ``StunProtocol.datagram_received`` (``Connection._protocols``): aioice queues any
+  non-STUN datagram from anyone, and aiortc's DTLS loop indexes ``data[0]``, so one empty datagram would kill the
+  connection.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+import struct
+from collections.abc import Callable
+from typing import Any, Final
+
+import aioice.ice
+import aiortc
+from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc.codecs import is_rtx
+from aiortc.rtcdtlstransport import RTCDtlsTransport, State
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpreceiver import StreamStatistics
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    AnyRtcpPacket,
+    RtcpPsfbPacket,
+    RtpPacket,
+    pack_remb_fci,
+    unwrap_rtx,
+)
+from aiortc.sdp import SessionDescription, candidate_from_sdp
+
+logger = logging.getLogger(__name__)
+
+AIORTC_VERSION: Final = "1.16.0"
+"""The only aiortc version this module was checked against; ``pyproject.toml`` pins it."""
+
+RtpTap = Callable[[RtpPacket, RTCRtpCodecParameters], None]
+"""Called with each RTP packet a receiver got (decrypted, RTX unwrapped) and its negotiated codec."""
+
+RtcpTap = Callable[[AnyRtcpPacket], None]
+"""Called with each RTCP packet routed to a sender (NACK, PLI, FIR, REMB, receiver reports)."""
+
+_NTP_EPOCH_OFFSET: Final = 2208988800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix)
+_PLI: Final = struct.Struct("!BBHII")
+
+_RECEIVER_STATE: Final = (
+    "_RTCRtpReceiver__codecs",
+    "_RTCRtpReceiver__rtx_ssrc",
+    "_RTCRtpReceiver__remote_streams",
+    "_RTCRtpReceiver__nack_generator",
+    "_RTCRtpReceiver__remote_bitrate_estimator",
+    "_RTCRtpReceiver__rtcp_ssrc",
+    "_enabled",
+)
+_SENDER_REPORT_STATE: Final = (
+    "_RTCRtpSender__ntp_timestamp",
+    "_RTCRtpSender__rtp_timestamp",
+    "_RTCRtpSender__packet_count",
+    "_RTCRtpSender__octet_count",
+)
+
+
+def _mangled(obj: object, owner: str, name: str) -> Any:
+    """A name-mangled private attribute (``self.__name`` inside class ``owner``)."""
+    return getattr(obj, f"_{owner}__{name}")
+
+
+def tap_receiver(receiver: RTCRtpReceiver, on_packet: RtpTap) -> None:
+    """Make ``receiver`` hand its RTP packets to ``on_packet`` instead of decoding them.
+
+    Safe to call before the receiver is started: the dictionaries read here are created in ``__init__`` and filled
+    in place by ``receive()``.
+    """
+    codecs: dict[int, RTCRtpCodecParameters] = _mangled(receiver, "RTCRtpReceiver", "codecs")
+    rtx_ssrc: dict[int, int] = _mangled(receiver, "RTCRtpReceiver", "rtx_ssrc")
+    remote_streams: dict[int, StreamStatistics] = _mangled(receiver, "RTCRtpReceiver", "remote_streams")
+    nack_generator: Any = _mangled(receiver, "RTCRtpReceiver", "nack_generator")
+    estimator: Any = _mangled(receiver, "RTCRtpReceiver", "remote_bitrate_estimator")
+
+    async def handle_rtp_packet(packet: RtpPacket, arrival_time_ms: int) -> None:
+        if not receiver._enabled:
+            return
+        if estimator is not None and packet.extensions.abs_send_time is not None:
+            # Keep feeding REMB to the publisher: without it a browser never raises its bitrate.
+            remb = estimator.add(
+                abs_send_time=packet.extensions.abs_send_time,
+                arrival_time_ms=arrival_time_ms,
+                payload_size=len(packet.payload) + packet.padding_size,
+                ssrc=packet.ssrc,
+            )
+            rtcp_ssrc = _mangled(receiver, "RTCRtpReceiver", "rtcp_ssrc")
+            if rtcp_ssrc is not None and remb is not None:
+                feedback = RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=rtcp_ssrc, media_ssrc=0, fci=pack_remb_fci(*remb))
+                await receiver._send_rtcp(feedback)
+        codec = codecs.get(packet.payload_type)
+        if codec is None:
+            return
+        # Receive statistics feed the receiver's own RTCP receiver reports to the publisher.
+        stream = remote_streams.get(packet.ssrc)
+        if stream is None:
+            stream = remote_streams[packet.ssrc] = StreamStatistics(codec.clockRate)
+        stream.add(packet)
+        if is_rtx(codec):
+            original_ssrc = rtx_ssrc.get(packet.ssrc)
+            apt = codec.parameters.get("apt")
+            if original_ssrc is None or len(packet.payload) < 2 or not isinstance(apt, int) or apt not in codecs:
+                return
+            packet = unwrap_rtx(packet, payload_type=apt, ssrc=original_ssrc)
+            codec = codecs[apt]
+        if nack_generator is not None and nack_generator.add(packet):
+            await receiver._send_rtcp_nack(packet.ssrc, sorted(nack_generator.missing))
+        try:
+            on_packet(packet, codec)
+        except Exception:
+            # A bug in forwarding must not tear down the publisher's DTLS transport (its loop would stop).
+            logger.exception("forwarding an RTP packet failed")
+
+    setattr(receiver, "_handle_rtp_packet", handle_rtp_packet)  # noqa: B010 - an instance attribute shadows the method
+
+
+def tap_sender(sender: RTCRtpSender, on_rtcp: RtcpTap) -> None:
+    """Route the RTCP a subscriber sends about ``sender``'s stream to ``on_rtcp`` instead of aiortc's encoder logic."""
+
+    async def handle_rtcp_packet(packet: AnyRtcpPacket) -> None:
+        try:
+            on_rtcp(packet)
+        except Exception:
+            logger.exception("handling a subscriber's RTCP failed")
+
+    setattr(sender, "_handle_rtcp_packet", handle_rtcp_packet)  # noqa: B010 - an instance attribute shadows the method
+
+
+def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
+    """The (media, RTX) SSRCs aiortc announces for ``sender`` in its SDP."""
+    return int(sender._ssrc), int(sender._rtx_ssrc)
+
+
+def update_sender_report(sender: RTCRtpSender, unix_time: float, rtp_timestamp: int, packets: int, octets: int) -> None:
+    """Give ``sender``'s RTCP task the figures of the stream the relay writes, for its next sender report."""
+    ntp = int((unix_time + _NTP_EPOCH_OFFSET) * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+    setattr(sender, "_RTCRtpSender__ntp_timestamp", ntp)  # noqa: B010 - name-mangled state, see module docstring
+    setattr(sender, "_RTCRtpSender__rtp_timestamp", rtp_timestamp)  # noqa: B010
+    setattr(sender, "_RTCRtpSender__packet_count", packets)  # noqa: B010
+    setattr(sender, "_RTCRtpSender__octet_count", octets)  # noqa: B010
+
+
+def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
+    """The codecs negotiated for ``transceiver`` (after a description was applied), preferred first."""
+    return list(transceiver._codecs)
+
+
+def keep_codecs(transceiver: RTCRtpTransceiver, mime_type: str) -> bool:
+    """Narrow ``transceiver``'s negotiated codecs to ``mime_type`` and its RTX, before an answer is created.
+
+    The relay forwards packets as they come, so a publisher must send a codec every subscriber can take. Returns
+    False if ``mime_type`` is not among the negotiated codecs.
+    """
+    codecs: list[RTCRtpCodecParameters] = transceiver._codecs
+    kept = [codec for codec in codecs if codec.mimeType.lower() == mime_type.lower()]
+    if not kept:
+        return False
+    payload_types = {codec.payloadType for codec in kept}
+    kept += [codec for codec in codecs if is_rtx(codec) and codec.parameters.get("apt") in payload_types]
+    transceiver._codecs = kept
+    return True
+
+
+def request_keyframe(receiver: RTCRtpReceiver, wire: Wire, media_ssrc: int) -> bool:
+    """Send a PLI for ``media_ssrc`` from ``receiver`` to its publisher, now. False if it cannot be sent yet."""
+    rtcp_ssrc = _mangled(receiver, "RTCRtpReceiver", "rtcp_ssrc")
+    if rtcp_ssrc is None:
+        return False
+    # RFC 4585 6.3.1: V=2, FMT=1 (PLI), PT=206 (PSFB), length 2 (32-bit words minus one).
+    return wire.send(_PLI.pack(0x81, 206, 2, rtcp_ssrc, media_ssrc)) == SENT
+
+
+SENT: Final = 1
+CONGESTED: Final = 0
+NOT_CONNECTED: Final = -1
+
+
+class Wire:
+    """Synchronous SRTP send on one DTLS transport, dropping instead of queueing when the socket is backed up."""
+
+    __slots__ = ("_addr", "_dtls", "_max_buffer", "_pair", "_udp")
+
+    def __init__(self, dtls: RTCDtlsTransport, max_buffer: int) -> None:
+        self._dtls = dtls
+        self._max_buffer = max_buffer
+        self._pair: aioice.ice.CandidatePair | None = None
+        self._addr: tuple[str, int] = ("", 0)
+        self._udp: Any = None
+
+    @property
+    def dtls(self) -> RTCDtlsTransport:
+        return self._dtls
+
+    def send(self, data: bytes) -> int:
+        """Protect and send one RTP or RTCP packet: :data:`SENT`, :data:`CONGESTED` or :data:`NOT_CONNECTED`."""
+        dtls = self._dtls
+        if dtls._state is not State.CONNECTED:
+            return NOT_CONNECTED
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is not self._pair:
+            if not self._resolve(pair):
+                return NOT_CONNECTED
+        udp = self._udp
+        if udp is None:
+            return NOT_CONNECTED
+        if udp.get_write_buffer_size() > self._max_buffer:
+            return CONGESTED
+        srtp = dtls._tx_srtp
+        # RTCP packet types 192-223 (RFC 5761 4): they are protected with SRTCP.
+        protected = srtp.protect_rtcp(data) if 191 < data[1] < 224 else srtp.protect(data)
+        udp.sendto(protected, self._addr)
+        return SENT
+
+    def _resolve(self, pair: aioice.ice.CandidatePair | None) -> bool:
+        self._pair = pair
+        self._udp = None
+        if pair is None:
+            return False
+        transport = getattr(pair.protocol, "transport", None)
+        # asyncio's selector datagram transport does not subclass DatagramTransport: check for what is used.
+        if not (hasattr(transport, "sendto") and hasattr(transport, "get_write_buffer_size")):
+            # A relayed (TURN) pair has no datagram transport of its own; the relay itself never uses TURN.
+            return False
+        self._udp = transport
+        self._addr = pair.remote_addr
+        return True
+
+
+async def close_connection(pc: RTCPeerConnection) -> None:
+    """Close ``pc`` and stop what aiortc started behind the close.
+
+    aiortc's connect task can resume after ``close()`` has stopped the transceivers but before the DTLS transport
+    reports itself closed, and then starts a receiver or sender whose RTCP task nobody ever stops. Letting that
+    task run, then stopping every receiver and sender again (both are idempotent), closes the leak.
+    """
+    await pc.close()
+    for _ in range(3):
+        await asyncio.sleep(0)
+    for transceiver in pc.getTransceivers():
+        await transceiver.receiver.stop()
+        await transceiver.sender.stop()
+
+
+def dtls_transport(transceiver: RTCRtpTransceiver) -> RTCDtlsTransport:
+    return transceiver.sender.transport
+
+
+def harden_ice(pc: RTCPeerConnection, on_dropped: Callable[[], None]) -> None:
+    """Drop the datagrams that would kill aiortc's DTLS loop (an empty one: it reads ``data[0]``)."""
+    for transceiver in pc.getTransceivers():
+        connection = transceiver.sender.transport.transport._connection
+        for protocol in connection._protocols:
+            if getattr(protocol, "_quanzi_hardened", False):
+                continue
+            setattr(protocol, "_quanzi_hardened", True)  # noqa: B010 - marks a protocol already wrapped
+            setattr(protocol, "datagram_received", _filtered(protocol.datagram_received, on_dropped))  # noqa: B010
+
+
+def _filtered(
+    original: Callable[[bytes, tuple[Any, ...]], None], on_dropped: Callable[[], None]
+) -> Callable[[bytes, tuple[Any, ...]], None]:
+    # Not filtered by source address: right after ICE the controlled side may send DTLS on a pair the other side
+    # has not nominated yet, and dropping it stalls the handshake. Anything else that is not STUN is harmless:
+    # SRTP authentication or DTLS record checks reject it.
+    def datagram_received(data: bytes, addr: tuple[Any, ...]) -> None:
+        if not data:
+            on_dropped()
+            return
+        original(data, addr)
+
+    return datagram_received
+
+
+def offered_media(sdp: str) -> list[tuple[str, str, str, list[str]]]:
+    """(mid, kind, direction, codec mime types) of each audio/video m-line in an SDP offer.
+
+    Raises ValueError if the SDP does not parse.
+    """
+    try:
+        description = SessionDescription.parse(sdp)
+    except Exception as exc:  # aiortc's parser raises whatever the malformed line triggers
+        raise ValueError(f"malformed SDP: {exc}") from exc
+    media = []
+    for line in description.media:
+        if line.kind in ("audio", "video"):
+            mid = line.rtp.muxId
+            media.append((mid, line.kind, line.direction or "sendrecv", [codec.mimeType for codec in line.rtp.codecs]))
+    if not media:
+        raise ValueError("the SDP has no audio or video m-line")
+    return media
+
+
+def parse_candidate(init: dict[str, Any]) -> RTCIceCandidate:
+    """An ``RTCIceCandidateInit`` (browser JSON) as aiortc's candidate object. Raises ValueError if malformed."""
+    line = str(init["candidate"])
+    if line.startswith("candidate:"):
+        line = line[len("candidate:") :]
+    candidate = candidate_from_sdp(line)
+    mid = init.get("sdpMid")
+    index = init.get("sdpMLineIndex")
+    candidate.sdpMid = None if mid is None else str(mid)
+    candidate.sdpMLineIndex = None if index is None else int(index)
+    return candidate
+
+
+def check_internals() -> list[str]:
+    """What this module relies on that is missing or changed in the installed aiortc/aioice; empty when all is well."""
+    problems: list[str] = []
+    if aiortc.__version__ != AIORTC_VERSION:
+        problems.append(f"aiortc is {aiortc.__version__}, this adapter was written against {AIORTC_VERSION}")
+
+    def names(function: object) -> set[str]:
+        code = getattr(function, "__code__", None)
+        return set(code.co_names) if code is not None else set()
+
+    def params(function: object) -> list[str]:
+        return list(inspect.signature(function).parameters)  # type: ignore[arg-type]
+
+    receiver_init = names(RTCRtpReceiver.__init__)
+    for attribute in _RECEIVER_STATE:
+        if attribute not in receiver_init:
+            problems.append(f"RTCRtpReceiver.__init__ no longer sets {attribute}")
+    for method, expected in (
+        ("_handle_rtp_packet", ["self", "packet", "arrival_time_ms"]),
+        ("_send_rtcp", ["self", "packet"]),
+        ("_send_rtcp_nack", ["self", "media_ssrc", "lost"]),
+        ("receive", ["self", "parameters"]),
+    ):
+        function = getattr(RTCRtpReceiver, method, None)
+        if function is None or params(function) != expected:
+            problems.append(f"RTCRtpReceiver.{method} is missing or its parameters are not {expected}")
+    receive = names(RTCRtpReceiver.receive)
+    for attribute in ("_RTCRtpReceiver__codecs", "_RTCRtpReceiver__rtx_ssrc"):
+        if attribute not in receive:
+            problems.append(f"RTCRtpReceiver.receive no longer fills {attribute}")
+    if "_RTCRtpReceiver__rtcp_ssrc" not in names(RTCRtpReceiver._set_rtcp_ssrc):
+        problems.append("RTCRtpReceiver._set_rtcp_ssrc no longer sets _RTCRtpReceiver__rtcp_ssrc")
+
+    sender_init = names(RTCRtpSender.__init__)
+    for attribute in ("_ssrc", "_rtx_ssrc", *_SENDER_REPORT_STATE):
+        if attribute not in sender_init:
+            problems.append(f"RTCRtpSender.__init__ no longer sets {attribute}")
+    run_rtcp = names(RTCRtpSender._run_rtcp)
+    for attribute in _SENDER_REPORT_STATE:
+        if attribute not in run_rtcp:
+            problems.append(f"RTCRtpSender._run_rtcp no longer reads {attribute} for its sender reports")
+    if params(RTCRtpSender._handle_rtcp_packet) != ["self", "packet"]:
+        problems.append("RTCRtpSender._handle_rtcp_packet(self, packet) changed")
+
+    if "_codecs" not in names(RTCRtpTransceiver.__init__):
+        problems.append("RTCRtpTransceiver.__init__ no longer sets _codecs")
+
+    if "_handle_rtp_packet" not in names(RTCDtlsTransport._handle_rtp_data):
+        problems.append("RTCDtlsTransport._handle_rtp_data no longer calls receiver._handle_rtp_packet")
+    if "_handle_rtcp_packet" not in names(RTCDtlsTransport._handle_rtcp_data):
+        problems.append("RTCDtlsTransport._handle_rtcp_data no longer calls _handle_rtcp_packet")
+    for attribute in ("_state", "_tx_srtp"):
+        if attribute not in names(RTCDtlsTransport.__init__):
+            problems.append(f"RTCDtlsTransport.__init__ no longer sets {attribute}")
+    if not hasattr(State, "CONNECTED"):
+        problems.append("aiortc.rtcdtlstransport.State.CONNECTED is gone")
+
+    connection_init = names(aioice.ice.Connection.__init__)
+    for attribute in ("_nominated", "_protocols"):
+        if attribute not in connection_init:
+            problems.append(f"aioice Connection.__init__ no longer sets {attribute}")
+    if not isinstance(getattr(aioice.ice.CandidatePair, "remote_addr", None), property):
+        problems.append("aioice CandidatePair.remote_addr is no longer a property")
+    if "protocol" not in names(aioice.ice.CandidatePair.__init__):
+        problems.append("aioice CandidatePair.__init__ no longer sets protocol")
+    if "transport" not in names(aioice.ice.StunProtocol.connection_made):
+        problems.append("aioice StunProtocol.connection_made no longer stores its transport")
+    if params(aioice.ice.StunProtocol.datagram_received) != ["self", "data", "addr"]:
+        problems.append("aioice StunProtocol.datagram_received(self, data, addr) changed")
+    if "_connection" not in names(aiortc.RTCIceTransport.__init__):
+        problems.append("RTCIceTransport.__init__ no longer sets _connection")
+
+    for function, expected in (
+        (unwrap_rtx, ["rtx", "payload_type", "ssrc"]),
+        (StreamStatistics.add, ["self", "packet"]),
+    ):
+        if params(function) != expected:
+            problems.append(f"{function.__qualname__} parameters are not {expected}")
+    return problems

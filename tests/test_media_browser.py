@@ -1,0 +1,182 @@
+"""Browser interop: real Chromium publishes its fake camera and microphone through the relay to two Chromium pages.
+
+The page (``tests/fixtures/media_page.html``) signals over a bare websocket served here, whose test-only handler
+calls the :class:`media.relay.Relay` methods the Socket.IO hub will call. Assertions use the receivers' own
+``getStats()``: decoded video frames and received audio packets keep increasing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import WSMsgType, web
+from aiohttp.test_utils import TestServer
+
+from media.relay import MediaError, Relay, RelayConfig
+from rooms.classroom import Media
+from tests import services
+
+CHROMIUM = os.environ.get("QUANZI_TEST_CHROMIUM", "/usr/bin/chromium")
+PAGE = Path(__file__).parent / "fixtures" / "media_page.html"
+ROOM = "browser-room"
+CHROMIUM_ARGS = [
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    # Plain host candidates instead of mDNS names: the relay runs on this machine and needs no name resolution.
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
+]
+
+SOCKETS: web.AppKey[dict[str, web.WebSocketResponse]] = web.AppKey("sockets", dict)
+RELAY: web.AppKey[Relay] = web.AppKey("relay", Relay)
+
+
+async def page(request: web.Request) -> web.FileResponse:
+    return web.FileResponse(PAGE)
+
+
+async def signalling(request: web.Request) -> web.WebSocketResponse:
+    """Test-only stand-in for the hub: one websocket per page, each message a Relay call."""
+    relay = request.app[RELAY]
+    sockets = request.app[SOCKETS]
+    peer_id = request.query["peer"]
+    user_id = int(request.query["user"])
+    ws = web.WebSocketResponse()
+    await ws.prepare(request)
+    sockets[peer_id] = ws
+    try:
+        async for message in ws:
+            if message.type != WSMsgType.TEXT:
+                continue
+            data = json.loads(message.data)
+            reply: dict[str, Any] | None = None
+            try:
+                if data["type"] == "join":
+                    reply = {"ok": True, **await relay.join(ROOM, peer_id, user_id)}
+                elif data["type"] == "offer":
+                    reply = {"ok": True, **await relay.offer(peer_id, data["sdp"], data["tracks"])}
+                elif data["type"] == "answer":
+                    await relay.answer(peer_id, data["sdp"])
+                elif data["type"] == "candidate":
+                    await relay.candidate(peer_id, data["candidate"])
+            except MediaError as exc:
+                reply = {"ok": False, "error": {"code": exc.code, "message": str(exc)}}
+            if data["type"] in ("join", "offer"):
+                await ws.send_str(json.dumps({"type": "reply", **(reply or {"ok": True})}))
+    finally:
+        sockets.pop(peer_id, None)
+        await relay.leave(peer_id)
+    return ws
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[TestServer, Relay]]:
+    app = web.Application()
+    sockets: dict[str, web.WebSocketResponse] = {}
+
+    async def signal(peer_id: str, event: str, payload: dict[str, Any]) -> None:
+        ws = sockets.get(peer_id)
+        if ws is not None and not ws.closed:
+            await ws.send_str(json.dumps({"type": event, **payload}))
+
+    relay = Relay(RelayConfig(), signal)
+    app[SOCKETS] = sockets
+    app[RELAY] = relay
+    app.router.add_get("/media_page.html", page)
+    app.router.add_get("/ws", signalling)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    try:
+        yield test_server, relay
+    finally:
+        await relay.close()
+        await test_server.close()
+
+
+def _require_chromium() -> None:
+    if not (os.path.exists(CHROMIUM) or shutil.which(CHROMIUM)):
+        services.unavailable(f"Chromium at {CHROMIUM}", "not installed")
+    try:
+        import playwright.async_api  # noqa: F401
+    except ImportError as exc:
+        services.unavailable("Playwright for Python", exc)
+
+
+async def _stats(page: Any) -> dict[str, int]:
+    result: dict[str, int] = await page.evaluate("window.mediaStats()")
+    return result
+
+
+async def _until(check: Any, seconds: float, what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {seconds}s waiting for: {what}")
+        await asyncio.sleep(0.2)
+
+
+async def test_chromium_publishes_and_two_chromium_pages_receive(server: tuple[TestServer, Relay]) -> None:
+    _require_chromium()
+    from playwright.async_api import async_playwright
+
+    test_server, relay = server
+    relay.set_allowed(ROOM, 1, frozenset({Media.CAMERA, Media.MICROPHONE}))
+    base = f"http://127.0.0.1:{test_server.port}/media_page.html"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = await browser.new_context()
+            publisher = await context.new_page()
+            await publisher.goto(f"{base}?role=publish&peer=pub&user=1")
+            receivers = []
+            for n in (2, 3):
+                receiver = await context.new_page()
+                await receiver.goto(f"{base}?role=receive&peer=recv{n}&user={n}")
+                receivers.append(receiver)
+
+            async def decoding() -> bool:
+                for receiver in receivers:
+                    stats = await _stats(receiver)
+                    if stats["framesDecoded"] < 10 or stats["audioPacketsReceived"] < 10:
+                        return False
+                return True
+
+            try:
+                await _until(decoding, 30, "both receivers decode video and receive audio")
+            except BaseException:
+                for p in (publisher, *receivers):
+                    print(await p.evaluate("window.mediaState"), await _stats(p))
+                print(relay.stats())
+                raise
+            first = [await _stats(receiver) for receiver in receivers]
+            await asyncio.sleep(3)
+            second = [await _stats(receiver) for receiver in receivers]
+            for before, after in zip(first, second, strict=True):
+                assert after["framesDecoded"] - before["framesDecoded"] > 30, (before, after)
+                assert after["audioPacketsReceived"] - before["audioPacketsReceived"] > 50, (before, after)
+            for receiver in receivers:
+                state = await receiver.evaluate("window.mediaState")
+                assert state["errors"] == []
+                assert sorted((info["user_id"], info["kind"]) for info in state["tracks"].values()) == [
+                    (1, "camera"),
+                    (1, "microphone"),
+                ]
+            assert (await publisher.evaluate("window.mediaState"))["errors"] == []
+            stats = relay.stats()
+            assert stats["peers"] == 3 and stats["subscriptions"] == 4
+            await context.close()
+        finally:
+            await browser.close()
