@@ -440,6 +440,10 @@ async def member_list(w: World, role: str) -> Call:
     return Call("GET", _c(w, "/members"))
 
 
+async def my_membership(w: World, role: str) -> Call:
+    return Call("GET", _c(w, "/members/me"))
+
+
 async def update_my_membership(w: World, role: str) -> Call:
     return Call("PATCH", _c(w, "/members/me"), {"nickname": f"Nick {next(_serial)}", "notification_level": "mentions"})
 
@@ -822,6 +826,8 @@ CASES: list[Case] = [
     row("GET",    C + "/members",                           member_list,
         (401, 403, 200, 200, 200, 200, 200, 403), (401, 404, 200, 200, 200, 200, 200, 404)),
     # The institution admin sees the circle but has no membership to edit: 404 not_a_member (the docs are silent).
+    row("GET",    C + "/members/me",                        my_membership,
+        (401, 403, 200, 200, 200, 200, 404, 403), (401, 404, 200, 200, 200, 200, 404, 404)),
     row("PATCH",  C + "/members/me",                        update_my_membership,
         (401, 403, 200, 200, 200, 200, 404, 403), (401, 404, 200, 200, 200, 200, 404, 404)),
     row("PATCH",  MEMBER,                                   make_member_teacher,

@@ -397,6 +397,10 @@ async def test_muted_member_reads_but_cannot_send_until_unmuted(api: Api, hub: H
 
     error = await b.refused("send_message", message(circle, "let me speak"), "muted")
     assert error["details"]["until"]
+    rejoined = await (await hub.connect(bob)).join(circle)  # a page opened now shows the mute at once
+    assert rejoined["muted_until"] == ack["until"] and rejoined["announcement_mode"] is False
+    me = expect(await api.call("GET", f"/api/circles/{circle}/members/me", bob))
+    assert me["muted_until"] is not None and me["role"] == "member"
     await b.refused("edit_message", {"circle_id": circle, "seq": earlier["seq"], "body": "changed"}, "muted")
 
     await o.send(circle, "you can still read")
@@ -427,6 +431,7 @@ async def test_announcement_mode_leaves_sending_to_staff(api: Api, hub: Hub) -> 
         assert await conn.next("announcement_mode_changed") == {"circle_id": circle, "on": True}
 
     await m.refused("send_message", message(circle, "may I?"), "read_only")
+    assert (await m.join(circle))["announcement_mode"] is True
     await o.send(circle, "announcement from the owner")
     await t.send(circle, "announcement from the teacher")
     posted = await m.until("message_posted", is_seq(2))

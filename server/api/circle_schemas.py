@@ -281,12 +281,14 @@ class MembershipOut(BaseModel):
     nickname: str | None
     notification_level: NotificationLevel
     joined_at: datetime
+    muted_until: datetime | None = Field(None, description="muted in the chat until then")
 
     @classmethod
     def of(cls, member: CircleMember) -> MembershipOut:
         return cls(circle_id=member.circle_id, user_id=member.user_id, role=member.role,
                    member_type=member.member_type, nickname=member.nickname,
-                   notification_level=member.notification_level, joined_at=member.joined_at)
+                   notification_level=member.notification_level, joined_at=member.joined_at,
+                   muted_until=member.muted_until)
 
 
 # --- the member list ---

@@ -161,6 +161,12 @@ async def directory(request: web.Request) -> web.Response:
                            next_after=page[-1][0].user_id if len(rows) > query.limit else None))
 
 
+async def get_me(request: web.Request) -> web.Response:
+    async with transaction(request) as db:
+        member = await membership.my_membership(db, await user_actor(request, db), path_circle_id(request))
+    return ok(MembershipOut.of(member))
+
+
 async def update_me(request: web.Request) -> web.Response:
     body = await parse_body(request, MembershipMeIn)
     async with transaction(request) as db:
@@ -245,6 +251,8 @@ ROUTES = [
           response=MembershipOut, status=201),
     Route("GET", f"{C}/members", directory, "The member list: search, tag and custom-field filters", T,
           query=DirectoryQuery, response=DirectoryOut),
+    Route("GET", f"{C}/members/me", get_me, "Your membership here: role, nickname, notification level, mute", T,
+          response=MembershipOut),
     Route("PATCH", f"{C}/members/me", update_me, "Your nickname and notification level here", T,
           body=MembershipMeIn, response=MembershipOut),
     Route("PATCH", f"{C}/members/{{user_id}}", update_member, "Change a member's role or type (admins)", T,

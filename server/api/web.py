@@ -27,3 +27,11 @@ ROUTES = [
 
 def add_static(app: web.Application) -> None:
     app.router.add_static("/static/", app[keys.SETTINGS].web_client_dir, name="static", append_version=False)
+    app.on_response_prepare.append(_revalidate_static)
+
+
+async def _revalidate_static(request: web.Request, response: web.StreamResponse) -> None:
+    # The client's modules keep their names across releases: browsers must ask again (cheaply, by ETag and
+    # Last-Modified) rather than run a stale module beside a fresh one after an upgrade.
+    if request.path.startswith("/static/") and "Cache-Control" not in response.headers:
+        response.headers["Cache-Control"] = "no-cache"

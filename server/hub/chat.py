@@ -73,7 +73,8 @@ class ChatEvents(HubBase):
             messages = await _messages_out(db, body.circle_id, joined.messages)
             return {"circle_id": body.circle_id, "messages": messages, "last_seq": joined.last_seq,
                     "gap": joined.gap, "first_visible_seq": joined.first_visible_seq, "read_seq": joined.read_seq,
-                    "unread": joined.unread}, None
+                    "unread": joined.unread, "announcement_mode": joined.announcement_mode,
+                    "muted_until": joined.muted_until.isoformat() if joined.muted_until else None}, None
 
         ack = await self._request(sid, data, JoinCircleIn, work)
         session = await self.get_session(sid)

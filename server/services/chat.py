@@ -6,7 +6,7 @@ Functions return what happened; the hub decides whom to tell, after the caller's
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -29,6 +29,8 @@ class Joined:
     first_visible_seq: int
     read_seq: int
     unread: int
+    announcement_mode: bool  # only moderators send
+    muted_until: datetime | None  # this member may not send until then
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,7 +62,8 @@ async def join(db: AsyncSession, actor: policy.Actor, circle_id: str, last_seen:
     messages = await chat_db.after(db, circle_id, plan.after_seq, rules.MAX_REPLAY)
     read_seq = member.last_read_seq if member else last
     unread = await chat_db.unread(db, circle_id, max(read_seq, first - 1))
-    return Joined(messages, last, plan.gap, first, read_seq, unread)
+    muted = member.muted_until if member and member.muted_until and member.muted_until > utcnow() else None
+    return Joined(messages, last, plan.gap, first, read_seq, unread, context.circle.chat_read_only, muted)
 
 
 async def history(

@@ -218,6 +218,14 @@ async def directory(
     return context, await circles_db.directory(db, circle_id, where, after_user_id, limit)
 
 
+async def my_membership(db: AsyncSession, actor: policy.Actor, circle_id: str) -> CircleMember:
+    await open_circle(db, actor, circle_id, Action.DIRECTORY)
+    member = await circles_db.get_member(db, circle_id, actor.user_id)
+    if member is None:
+        raise NotFound("you are not a member of this circle", code="not_a_member")
+    return member
+
+
 async def update_me(
     db: AsyncSession, actor: policy.Actor, circle_id: str, changes: dict[str, Any]
 ) -> CircleMember:
