@@ -22,9 +22,10 @@ What is touched, and why:
 * ``RTCRtpTransceiver._codecs``: the negotiated codecs (payload types per subscriber; the relay also narrows a
   publisher's to the codecs it forwards before answering).
 * :class:`Wire` sends on a DTLS transport synchronously: ``RTCDtlsTransport._state`` / ``_tx_srtp``, aioice's
-  ``Connection._nominated`` pair, its ``protocol.transport`` (the asyncio datagram transport) and ``remote_addr``.
-  aiortc's own path is a chain of coroutines per packet; the synchronous path is what makes hundreds of
-  subscribers per core possible, and it lets the relay see a full socket buffer and drop instead of queueing.
+  ``Connection._nominated`` pair, its ``protocol.transport._sock`` (asyncio's socket) and ``remote_addr``, and
+  pylibsrtp's ``Session._srtp`` / ``_cdata`` / ``_buffer`` with ``lib.srtp_protect``. aiortc's own path is a
+  chain of coroutines per packet and pylibsrtp allocates per call; the direct path is what makes hundreds of
+  subscribers per core possible, and the kernel refusing a packet (full SO_SNDBUF) is the relay's signal to drop.
 * :func:`harden_ice` wraps aioice ``StunProtocol.datagram_received`` (``Connection._protocols``): aioice queues any
   non-STUN datagram from anyone, and aiortc's DTLS loop indexes ``data[0]``, so one empty datagram would kill the
   connection.
@@ -33,14 +34,19 @@ What is touched, and why:
 from __future__ import annotations
 
 import asyncio
+import asyncio.selector_events
+import contextlib
+import importlib
 import inspect
 import logging
+import socket
 import struct
 from collections.abc import Callable
 from typing import Any, Final
 
 import aioice.ice
 import aiortc
+import pylibsrtp
 from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
@@ -58,6 +64,11 @@ from aiortc.sdp import SessionDescription, candidate_from_sdp
 
 logger = logging.getLogger(__name__)
 
+# pylibsrtp's cffi binding (untyped): Wire calls libsrtp through it directly, see Wire.send.
+_srtp_binding: Any = importlib.import_module("pylibsrtp._binding")
+_srtp_ffi: Any = _srtp_binding.ffi
+_srtp_lib: Any = _srtp_binding.lib
+
 AIORTC_VERSION: Final = "1.16.0"
 """The only aiortc version this module was checked against; ``pyproject.toml`` pins it."""
 
@@ -69,6 +80,7 @@ RtcpTap = Callable[[AnyRtcpPacket], None]
 
 _NTP_EPOCH_OFFSET: Final = 2208988800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix)
 _PLI: Final = struct.Struct("!BBHII")
+_MAX_PROTECTED: Final = 1400  # pylibsrtp's buffer is 1500 bytes; leave room for the SRTP trailer
 
 _RECEIVER_STATE: Final = (
     "_RTCRtpReceiver__codecs",
@@ -207,16 +219,39 @@ NOT_CONNECTED: Final = -1
 
 
 class Wire:
-    """Synchronous SRTP send on one DTLS transport, dropping instead of queueing when the socket is backed up."""
+    """Synchronous SRTP send on one DTLS transport, dropping instead of queueing when the socket is backed up.
 
-    __slots__ = ("_addr", "_dtls", "_max_buffer", "_pair", "_udp")
+    Per packet this is one libsrtp call and one ``sendto`` on the nominated pair's socket, nothing else: the
+    per-subscriber cost is what limits the relay. A full socket buffer (``max_buffer`` bytes, set as the socket's
+    SO_SNDBUF) makes the kernel refuse the packet, and it is dropped: a slow subscriber never delays others.
+    """
+
+    __slots__ = (
+        "_addr",
+        "_buffer",
+        "_cdata",
+        "_dtls",
+        "_length",
+        "_max_buffer",
+        "_pair",
+        "_sendto",
+        "_session",
+        "_srtp",
+        "_view",
+    )
 
     def __init__(self, dtls: RTCDtlsTransport, max_buffer: int) -> None:
         self._dtls = dtls
         self._max_buffer = max_buffer
         self._pair: aioice.ice.CandidatePair | None = None
         self._addr: tuple[str, int] = ("", 0)
-        self._udp: Any = None
+        self._sendto: Any = None
+        self._srtp: Any = None
+        self._session: Any = None
+        self._cdata: Any = None
+        self._buffer: Any = None
+        self._view: memoryview = memoryview(b"")
+        self._length: Any = _srtp_ffi.new("int *")
 
     @property
     def dtls(self) -> RTCDtlsTransport:
@@ -228,31 +263,80 @@ class Wire:
         if dtls._state is not State.CONNECTED:
             return NOT_CONNECTED
         pair = dtls.transport._connection._nominated.get(1)
-        if pair is not self._pair:
-            if not self._resolve(pair):
-                return NOT_CONNECTED
-        udp = self._udp
-        if udp is None:
+        if (pair is not self._pair or dtls._tx_srtp is not self._srtp) and not self._resolve(pair):
             return NOT_CONNECTED
-        if udp.get_write_buffer_size() > self._max_buffer:
+        size = len(data)
+        if 191 < data[1] < 224 or size > _MAX_PROTECTED:
+            # RTCP (packet types 192-223, RFC 5761 4) is protected with SRTCP; both are rare: the slow path.
+            try:
+                protected = self._srtp.protect_rtcp(data) if 191 < data[1] < 224 else self._srtp.protect(data)
+            except (ValueError, pylibsrtp.Error):
+                return NOT_CONNECTED  # larger than any MTU, or refused by libsrtp: never sent
+        else:
+            # pylibsrtp's protect() without its per-call allocation: same buffer, same libsrtp call.
+            self._buffer[0:size] = data
+            self._length[0] = size
+            if _srtp_lib.srtp_protect(self._session, self._cdata, self._length):
+                return NOT_CONNECTED
+            protected = self._buffer[0 : self._length[0]]
+        try:
+            self._sendto(protected, self._addr)
+        except (BlockingIOError, InterruptedError):
             return CONGESTED
-        srtp = dtls._tx_srtp
-        # RTCP packet types 192-223 (RFC 5761 4): they are protected with SRTCP.
-        protected = srtp.protect_rtcp(data) if 191 < data[1] < 224 else srtp.protect(data)
-        udp.sendto(protected, self._addr)
+        except OSError:
+            return NOT_CONNECTED
+        return SENT
+
+    def send_rtp(self, header: bytes, payload: bytes) -> int:
+        """:meth:`send` for an RTP packet given as (header, payload), assembled straight into libsrtp's buffer.
+
+        The hot path of the relay: no per-packet allocation but the few bytes of the header.
+        """
+        dtls = self._dtls
+        if dtls._state is not State.CONNECTED:
+            return NOT_CONNECTED
+        pair = dtls.transport._connection._nominated.get(1)
+        if (pair is not self._pair or dtls._tx_srtp is not self._srtp) and not self._resolve(pair):
+            return NOT_CONNECTED
+        start = len(header)
+        size = start + len(payload)
+        if size > _MAX_PROTECTED:
+            return NOT_CONNECTED  # larger than any MTU: never sent
+        buffer = self._buffer
+        buffer[0:start] = header
+        buffer[start:size] = payload
+        length = self._length
+        length[0] = size
+        if _srtp_lib.srtp_protect(self._session, self._cdata, length):
+            return NOT_CONNECTED
+        try:
+            # A view of libsrtp's buffer: sendto copies it into the kernel, nothing else does.
+            self._sendto(self._view[: length[0]], self._addr)
+        except (BlockingIOError, InterruptedError):
+            return CONGESTED
+        except OSError:
+            return NOT_CONNECTED
         return SENT
 
     def _resolve(self, pair: aioice.ice.CandidatePair | None) -> bool:
         self._pair = pair
-        self._udp = None
+        self._sendto = None
         if pair is None:
             return False
         transport = getattr(pair.protocol, "transport", None)
-        # asyncio's selector datagram transport does not subclass DatagramTransport: check for what is used.
-        if not (hasattr(transport, "sendto") and hasattr(transport, "get_write_buffer_size")):
-            # A relayed (TURN) pair has no datagram transport of its own; the relay itself never uses TURN.
+        sock = getattr(transport, "_sock", None)
+        if not isinstance(sock, socket.socket):
+            # A relayed (TURN) pair has no datagram socket of its own; the relay itself never uses TURN.
             return False
-        self._udp = transport
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._max_buffer)
+        srtp = self._dtls._tx_srtp
+        self._srtp = srtp
+        self._session = srtp._srtp[0]
+        self._cdata = srtp._cdata
+        self._buffer = srtp._buffer
+        self._view = memoryview(srtp._buffer)
+        self._sendto = sock.sendto
         self._addr = pair.remote_addr
         return True
 
@@ -406,6 +490,14 @@ def check_internals() -> list[str]:
     if "_connection" not in names(aiortc.RTCIceTransport.__init__):
         problems.append("RTCIceTransport.__init__ no longer sets _connection")
 
+    session_init = names(pylibsrtp.Session.__init__)
+    for attribute in ("_srtp", "_cdata", "_buffer"):
+        if attribute not in session_init:
+            problems.append(f"pylibsrtp Session.__init__ no longer sets {attribute}")
+    if not hasattr(_srtp_lib, "srtp_protect"):
+        problems.append("pylibsrtp._binding.lib.srtp_protect is gone")
+    if "_sock" not in names(vars(asyncio.selector_events)["_SelectorTransport"].__init__):
+        problems.append("asyncio's selector transport no longer keeps its socket in _sock")
     for function, expected in (
         (unwrap_rtx, ["rtx", "payload_type", "ssrc"]),
         (StreamStatistics.add, ["self", "packet"]),

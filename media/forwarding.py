@@ -76,8 +76,9 @@ class Counters:
         return {field.name: getattr(self, field.name) for field in fields(self)}
 
 
-SendPacket = Callable[[bytes], int]
-"""Puts one RTP/RTCP packet on a subscriber's wire: 1 sent, 0 not sent (socket buffer full), -1 not connected."""
+SendPacket = Callable[[bytes, bytes], int]
+"""Puts one RTP packet, given as (header, payload), on a subscriber's wire: 1 sent, 0 not sent (socket buffer
+full), -1 not connected. Two parts so the payload, one object shared by every subscriber, is never copied here."""
 
 SenderReport = Callable[[float, int, int, int], None]
 """Told (unix time, RTP timestamp, packets, octets) of the stream now and then, for RTCP sender reports."""
@@ -97,12 +98,13 @@ class OutgoingStream:
         "_counters",
         "_first_seq",
         "_gate",
-        "_history",
+        "_headers",
         "_last_time",
         "_last_ts",
         "_mask",
         "_next_seq",
         "_octets",
+        "_payloads",
         "_pt_byte",
         "_report",
         "_rtx_pt_byte",
@@ -139,7 +141,11 @@ class OutgoingStream:
         self._clock_rate = clock_rate
         self._counters = counters
         self._report = report
-        self._history: list[bytes | None] = [None] * history_size
+        # Headers and payloads in two lists rather than a list of tuples: bytes are not tracked by the cyclic
+        # garbage collector, tuples are, and tens of thousands of them a second would keep it busy. The payload
+        # is the source packet's own object, shared by every subscriber's history.
+        self._headers: list[bytes] = [b""] * history_size
+        self._payloads: list[bytes] = [b""] * history_size
         self._mask = history_size - 1
         self._pt_byte = 0
         self._rtx_pt_byte: int | None = None
@@ -184,8 +190,10 @@ class OutgoingStream:
             return
         out_seq = (seq + self._seq_offset) & 0xFFFF
         out_ts = (ts + self._ts_offset) & 0xFFFFFFFF
-        data = _HEADER.pack(0x80, self._pt_byte | (marker << 7), out_seq, out_ts, self.ssrc) + payload
-        self._history[out_seq & self._mask] = data
+        header = _HEADER.pack(0x80, self._pt_byte | (marker << 7), out_seq, out_ts, self.ssrc)
+        slot = out_seq & self._mask
+        self._headers[slot] = header
+        self._payloads[slot] = payload
         self._next_seq = (out_seq + 1) & 0xFFFF
         self._last_ts = out_ts
         now = time.monotonic()
@@ -193,10 +201,10 @@ class OutgoingStream:
         self.packets += 1
         self._octets += len(payload)
         counters = self._counters
-        sent = self.send(data)
+        sent = self.send(header, payload)
         if sent > 0:
             counters.packets_forwarded += 1
-            counters.bytes_forwarded += len(data)
+            counters.bytes_forwarded += 12 + len(payload)
         elif sent == 0:
             # The subscriber's socket buffer is full: this packet is lost for it, never queued. It stays in the
             # history, so a NACK can still recover it once the buffer drains.
@@ -212,19 +220,19 @@ class OutgoingStream:
         """Resend the packets a subscriber NACKed, wrapped in RTX when negotiated (RFC 4588). Returns how many."""
         sent = 0
         for seq in lost:
-            data = self._history[seq & self._mask]
-            if data is None or (data[2] << 8 | data[3]) != seq:
+            slot = seq & self._mask
+            header = self._headers[slot]
+            if not header or (header[2] << 8 | header[3]) != seq:
                 self._counters.nacks_missed += 1
                 continue
+            payload = self._payloads[slot]
             if self._rtx_pt_byte is not None:
                 rtx_seq = self._rtx_seq
                 self._rtx_seq = (rtx_seq + 1) & 0xFFFF
                 # RTX header with the original timestamp, then the original sequence number, then the payload.
-                data = (
-                    _RTX_HEADER.pack(0x80, self._rtx_pt_byte | (data[1] & 0x80), rtx_seq, _ts(data), self.rtx_ssrc, seq)
-                    + data[12:]
-                )
-            if self.send(data) > 0:
+                marker = header[1] & 0x80
+                header = _RTX_HEADER.pack(0x80, self._rtx_pt_byte | marker, rtx_seq, _ts(header), self.rtx_ssrc, seq)
+            if self.send(header, payload) > 0:
                 sent += 1
         self._counters.nacks_answered += sent
         return sent
@@ -244,7 +252,7 @@ def _ts(data: bytes) -> int:
     return int.from_bytes(data[4:8], "big")
 
 
-def _not_connected(data: bytes) -> int:
+def _not_connected(header: bytes, payload: bytes) -> int:
     return -1
 
 

@@ -18,7 +18,8 @@ implements :class:`Signal` to push events to one connection::
 
 ``tracks`` in an offer maps each m-line the client publishes on (its ``mid``) to ``"camera"``, ``"microphone"`` or
 ``"screen"``. Every offer and answer the relay produces carries ``tracks`` the other way round:
-``{mid: {"user_id": int, "kind": "camera" | "microphone" | "screen"}}`` for the m-lines it forwards to that client.
+``{mid: {"user_id": int, "kind": "camera" | "microphone" | "screen"}}`` for the m-lines it forwards to that client
+(its own publishing m-lines are not listed).
 
 Pushed through :class:`Signal`: ``media_offer`` ``{"sdp", "tracks"}`` (the relay renegotiates because a publisher
 appeared, left, or changed what it sends; the client replies with :meth:`Relay.answer`), ``media_tracks``
@@ -98,10 +99,12 @@ class RelayConfig:
     """Handed to clients as-is (STUN/TURN for them); the relay's own connections gather host candidates only."""
     keyframe_interval: float = 0.5
     """At most one keyframe request per publisher track per this many seconds; later ones are deferred."""
-    max_send_buffer: int = 64 * 1024
-    """Bytes a subscriber's socket may have queued before the relay drops its packets (about 0.5 s of video)."""
-    video_history: int = 1024
-    """Packets kept per outgoing video stream to answer NACKs (power of two; about 8 s at 1 Mbps)."""
+    max_send_buffer: int = 256 * 1024
+    """SO_SNDBUF of each subscriber's socket: what the kernel may hold for it before the relay drops its packets.
+    Room for a large keyframe burst (640x480 keyframes reach ~150 KB), small enough that a stuck subscriber
+    costs memory, not latency for others."""
+    video_history: int = 512
+    """Packets kept per outgoing video stream to answer NACKs (power of two; about 4 s at 1 Mbps)."""
     audio_history: int = 128
     """Packets kept per outgoing audio stream (power of two; 2.5 s of 20 ms Opus)."""
     auto_audio_only: bool = True
@@ -642,7 +645,7 @@ class Relay:
                         None,
                     )
                     sub.stream.set_payload_types(main.payloadType, None if rtx is None else rtx.payloadType)
-                    sub.stream.send = peer.wire(adapter.dtls_transport(transceiver)).send
+                    sub.stream.send = peer.wire(adapter.dtls_transport(transceiver)).send_rtp
                     sub.negotiated = True
             self._apply(peer, sub)
 

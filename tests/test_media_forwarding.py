@@ -50,9 +50,9 @@ class Sink:
         self.packets: list[bytes] = []
         self.accept = True
 
-    def __call__(self, data: bytes) -> int:
+    def __call__(self, header: bytes, payload: bytes) -> int:
         if self.accept:
-            self.packets.append(data)
+            self.packets.append(header + payload)
         return 1 if self.accept else 0
 
 

@@ -82,7 +82,8 @@ export function mount(outlet, route) {
     } else if (lesson.state === 'live') {
       body.append(h('p', { class: 'card notice', role: 'status' }, 'This class is live.'));
     }
-    if (lesson.state === 'scheduled' && ctx.isTeacher) body.append(cancelButton(ctx));
+    const cancel = lesson.state === 'scheduled' && ctx.isTeacher ? cancelButton(ctx) : null;
+    if (cancel) body.append(cancel);
     if (lesson.state === 'cancelled') body.append(h('p', { class: 'card notice' }, 'This class was cancelled.'));
     if (lesson.state === 'ended') {
       body.append(h('p', { class: 'card notice' }, 'This class has ended. ',
@@ -97,6 +98,7 @@ export function mount(outlet, route) {
       ctx.onPhase = (phase) => {
         if (phase !== 'live') return;
         prepared.unmount();
+        cancel?.remove();  // a live class is ended, not cancelled
         head.querySelector('.badge')?.replaceWith(stateBadge({ ...lesson, state: 'live' }));
       };
     }
