@@ -357,7 +357,7 @@ class PostgresBackend(Backend):
 
 
 def check_report(report: classes_service.Report, course: Course, session_id: int) -> None:
-    start, end, _ = course.schedule[session_id]
+    span = classes_service.register_window(report.session, datetime.now(UTC))  # the class as it ran
     rule = classes_service.attendance_rule(report.session)
     intervals = course.by_session[session_id]
     lines = report.students + report.teachers + report.others
@@ -368,7 +368,7 @@ def check_report(report: classes_service.Report, course: Course, session_id: int
     teachers = {line.user_id for line in report.teachers}
     assert course.teacher_id in teachers, "the teacher is not among the report's teachers"
     for line in lines:
-        wanted = register.record(intervals.get(line.user_id, []), start.timestamp(), end.timestamp(), rule, GRACE)
+        wanted = register.record(intervals.get(line.user_id, []), span.start, span.end, rule, GRACE, span.late_from)
         got = line.record
         assert got.status is wanted.status, f"user {line.user_id}: {got.status} != {wanted.status}"
         assert abs(got.attended_seconds - wanted.attended_seconds) < 0.01, (

@@ -78,11 +78,36 @@ def clip(intervals: Iterable[Interval], start: float, end: float) -> list[Interv
     return [Interval(max(i.start, start), min(i.end, end)) for i in intervals if i.end > start and i.start < end]
 
 
+@dataclass(frozen=True, slots=True)
+class Window:
+    """The time a class's register measures: when the class really ran, or its schedule while it has not started.
+
+    A teacher who starts ten minutes early or ends twenty minutes early changes what "the whole class" was, so the
+    share is of ``[start, end]``. Lateness counts from the later of the scheduled and the actual start: nobody is late
+    for a class that started early, or for one the teacher opened late."""
+
+    start: float
+    end: float
+    late_from: float
+
+
+def window(
+    scheduled_start: float, scheduled_end: float, started: float | None, ended: float | None, now: float
+) -> Window:
+    if started is None:
+        return Window(scheduled_start, scheduled_end, scheduled_start)
+    end = ended if ended is not None else max(now, started)
+    if end <= started:
+        end = started + 1.0  # ended within the second it started: keep the window well-formed
+    return Window(started, end, max(started, scheduled_start))
+
+
 def record(
     intervals: Iterable[Interval], scheduled_start: float, scheduled_end: float, rule: Rule,
-    grace: float = DEFAULT_GRACE_SECONDS,
+    grace: float = DEFAULT_GRACE_SECONDS, late_from: float | None = None,
 ) -> Record:
-    """One student's line in the report. Time outside the schedule does not count towards the share."""
+    """One student's line in the report. Time outside ``[scheduled_start, scheduled_end]`` (the class's
+    ``Window``) does not count towards the share; lateness counts from ``late_from`` (default: the start)."""
     if scheduled_end <= scheduled_start:
         raise ValueError("a session must end after it starts")
     merged = merge(intervals, grace)
@@ -92,21 +117,22 @@ def record(
     inside = [i for i in clip(merged, scheduled_start, scheduled_end) if i.seconds > 0]
     attended = sum(i.seconds for i in inside)
     return summarise(merged[0].start, merged[-1].end, inside[0].start if inside else None, attended,
-                     scheduled_start, scheduled_end, rule)
+                     scheduled_start, scheduled_end, rule, late_from)
 
 
 def summarise(
     first_join: float | None, last_leave: float | None, first_inside: float | None, attended: float,
-    scheduled_start: float, scheduled_end: float, rule: Rule,
+    scheduled_start: float, scheduled_end: float, rule: Rule, late_from: float | None = None,
 ) -> Record:
     """A student's line from aggregates of their merged intervals (as the database computes them for a report):
-    the first arrival inside the schedule and the seconds attended inside it."""
+    the first arrival inside the window and the seconds attended inside it."""
     if scheduled_end <= scheduled_start:
         raise ValueError("a session must end after it starts")
     share = min(1.0, attended / (scheduled_end - scheduled_start))
+    late_after = (scheduled_start if late_from is None else late_from) + rule.late_after
     if first_inside is None or attended <= 0:
         status = Status.ABSENT
-    elif first_inside > scheduled_start + rule.late_after:  # a look-in before the start does not make one punctual
+    elif first_inside > late_after:  # a look-in before the start does not make one punctual
         status = Status.LATE
     elif share >= rule.present_share:
         status = Status.PRESENT

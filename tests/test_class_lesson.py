@@ -190,11 +190,15 @@ async def test_a_whole_lesson(api: Api, hub: Hub) -> None:
     by_id = {line["user_id"]: line for line in report["students"]}
     assert set(by_id) == {ana.id, ben.id, cai.id, dora.id}  # Dora never came: she is on the register too
     assert by_id[dora.id]["status"] == "absent" and by_id[dora.id]["first_join"] is None
+    # The register measures the class as it ran (seconds here): nobody was late, and who counts as present depends
+    # on how much of those seconds each had (tests/test_attendance_window.py pins the rule down with set times).
     for uid in (ana.id, ben.id, cai.id):
         assert by_id[uid]["first_join"] is not None and by_id[uid]["last_leave"] is not None
-        assert by_id[uid]["share"] < 0.85  # seconds of the scheduled hour; left_early means some were attended
-        assert by_id[uid]["status"] == "left_early"
-    assert report["counts"] == {"present": 0, "late": 0, "left_early": 3, "absent": 1}
+        assert 0 < by_id[uid]["share"] <= 1 and by_id[uid]["status"] in ("present", "left_early")
+    assert by_id[ben.id]["last_leave"] < by_id[ana.id]["last_leave"]  # removed before the end
+    assert report["counts"]["late"] == 0 and report["counts"]["absent"] == 1
+    assert report["counts"]["present"] + report["counts"]["left_early"] == 3
+    assert report["measured_minutes"] < report["scheduled_minutes"] == 60
     assert [line["user_id"] for line in report["teachers"]] == [teacher.id]
     expect(await api.call("GET", f"/api/classes/{class_id}/attendance", ana), 403)
 
@@ -202,7 +206,7 @@ async def test_a_whole_lesson(api: Api, hub: Hub) -> None:
     assert csv_reply.status == 200 and csv_reply.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(csv_reply.raw.decode())))
     assert {(r["name"], r["status"]) for r in rows if r["class_role"] == "student"} == {
-        ("Ana", "left_early"), ("Ben", "left_early"), ("Cai", "left_early"), ("Dora", "absent")}
+        (name, by_id[person.id]["status"]) for name, person in (("Ana", ana), ("Ben", ben), ("Cai", cai), ("Dora", dora))}
 
     feed = expect(await api.call("GET", f"/api/circles/{circle_id}/posts", ana))
     recap = next(p for p in feed["posts"] if p["id"] == recap_id)

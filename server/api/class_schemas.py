@@ -125,6 +125,8 @@ class AttendanceLineOut(BaseModel):
 class AttendanceOut(BaseModel):
     class_: ClassOut = Field(alias="class")
     scheduled_minutes: float
+    measured_minutes: float = Field(
+        description="what the shares are of: the class as it ran (so far, while live), or its schedule before it")
     counts: dict[str, int] = Field(description="students per status")
     students: list[AttendanceLineOut] = Field(
         description="the register: the circle's members (not its staff or fans) who had joined by the class's end")

@@ -125,7 +125,8 @@ async def _report(request: web.Request) -> classes.Report:
 async def attendance(request: web.Request) -> web.Response:
     report = await _report(request)
     return ok(AttendanceOut(class_=ClassOut.of(report.session, report.teacher_ids),
-                            scheduled_minutes=round(report.scheduled_seconds / 60, 1), counts=report.counts,
+                            scheduled_minutes=round(report.scheduled_seconds / 60, 1),
+                            measured_minutes=round(report.measured_seconds / 60, 1), counts=report.counts,
                             students=[_line(x) for x in report.students], teachers=[_line(x) for x in report.teachers],
                             others=[_line(x) for x in report.others]))
 

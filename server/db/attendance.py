@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Float, case, func, literal, select
+from sqlalchemy import Float, Integer, case, func, literal, select, union_all
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -68,11 +68,13 @@ def _lesser(a: ColumnElement[float], b: ColumnElement[float]) -> ColumnElement[f
 
 
 async def attended(
-    db: AsyncSession, session_ids: list[int], now: datetime, grace: float
+    db: AsyncSession, windows: dict[int, tuple[float, float]], now: datetime, grace: float
 ) -> list[Attended]:
-    """One row per (session, student who was there), for the given sessions. Open intervals count up to ``now``."""
-    if not session_ids:
+    """One row per (session, person who was there), for each session with the window (epoch seconds, start and
+    end) its register measures. Open intervals count up to ``now``."""
+    if not windows:
         return []
+    session_ids = list(windows)
     iv = AttendanceInterval
     base = (
         select(iv.session_id, iv.user_id, epoch(iv.joined_at).label("s"),
@@ -94,11 +96,14 @@ async def attended(
         .group_by(numbered.c.session_id, numbered.c.user_id, numbered.c.island)
         .cte("merged")
     )
-    start, end = epoch(ClassSession.scheduled_start), epoch(ClassSession.scheduled_end)
+    # One row per session (SQLite has no VALUES with column names): the window each session's register measures.
+    each = [select(literal(sid, Integer).label("session_id"), literal(float(a), Float).label("w_start"),
+                   literal(float(b), Float).label("w_end")) for sid, (a, b) in windows.items()]
+    bounds = (each[0] if len(each) == 1 else union_all(*each)).cte("bounds")
     clipped = (
         select(merged.c.session_id, merged.c.user_id, merged.c.s, merged.c.e,
-               _greater(merged.c.s, start).label("cs"), _lesser(merged.c.e, end).label("ce"))
-        .join(ClassSession, ClassSession.id == merged.c.session_id)
+               _greater(merged.c.s, bounds.c.w_start).label("cs"), _lesser(merged.c.e, bounds.c.w_end).label("ce"))
+        .join(bounds, bounds.c.session_id == merged.c.session_id)
         .cte("clipped")
     )
     inside = clipped.c.ce > clipped.c.cs

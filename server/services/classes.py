@@ -290,8 +290,12 @@ class Report:
     students: list[ReportLine]  # the register: members enrolled by the class's end, who learn rather than teach
     teachers: list[ReportLine]  # the session's teachers
     others: list[ReportLine]  # others who came: the circle's staff and fans, later members, past members
-    scheduled_seconds: float
+    measured_seconds: float  # the window the register measured: the class as it ran, or its schedule
     teacher_ids: list[int]
+
+    @property
+    def scheduled_seconds(self) -> float:
+        return (self.session.scheduled_end - self.session.scheduled_start).total_seconds()
 
     @property
     def counts(self) -> dict[str, int]:
@@ -305,8 +309,11 @@ class Report:
         return sum(1 for line in self.students if line.record.status is not register.Status.ABSENT)
 
 
-def _epoch(moment: datetime) -> float:
-    return moment.timestamp()
+def register_window(session: ClassSession, now: datetime) -> register.Window:
+    """What the register measures: the class as it ran (so far, while live), or its schedule before it starts."""
+    return register.window(session.scheduled_start.timestamp(), session.scheduled_end.timestamp(),
+                           session.started_at.timestamp() if session.started_at else None,
+                           session.ended_at.timestamp() if session.ended_at else None, now.timestamp())
 
 
 async def report(db: AsyncSession, actor: policy.Actor, class_id: int, now: datetime, grace: float) -> Report:
@@ -317,10 +324,11 @@ async def report(db: AsyncSession, actor: policy.Actor, class_id: int, now: date
 async def _report(db: AsyncSession, context: ClassContext, now: datetime, grace: float) -> Report:
     """Three statements whatever the class size: the roster, the merged intervals, names of non-members."""
     session = context.session
-    start, end = _epoch(session.scheduled_start), _epoch(session.scheduled_end)
+    span = register_window(session, now)
     rule = attendance_rule(session)
     closed_at = max(session.ended_at or session.scheduled_end, session.scheduled_end)
-    rows = {row.user_id: row for row in await attendance_db.attended(db, [session.id], now, grace)}
+    rows = {row.user_id: row for row in await attendance_db.attended(db, {session.id: (span.start, span.end)}, now,
+                                                                        grace)}
     roster = await attendance_db.roster(db, session.circle_id)
     known = {m.user_id for m in roster}
     strangers = await attendance_db.names(db, set(rows) - known)
@@ -330,7 +338,8 @@ async def _report(db: AsyncSession, context: ClassContext, now: datetime, grace:
 
     def line(uid: int, name: str, role: str | None) -> ReportLine:
         row = rows.get(uid)
-        record = (register.summarise(row.first_join, row.last_leave, row.first_inside, row.attended, start, end, rule)
+        record = (register.summarise(row.first_join, row.last_leave, row.first_inside, row.attended, span.start,
+                                     span.end, rule, span.late_from)
                   if row else register.Record(None, None, 0.0, 0.0, register.Status.ABSENT))
         return ReportLine(uid, name, role, record)
 
@@ -344,7 +353,7 @@ async def _report(db: AsyncSession, context: ClassContext, now: datetime, grace:
             others.append(entry)  # staff and fans who came; members who joined the circle after the class
     for uid, name in sorted(strangers.items(), key=lambda item: item[1]):
         others.append(line(uid, name, None))
-    return Report(session, students, teachers, others, end - start, context.teachers)
+    return Report(session, students, teachers, others, span.end - span.start, context.teachers)
 
 
 # --- polls ---
