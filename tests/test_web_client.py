@@ -336,13 +336,62 @@ async def test_chat_log_holds_early_messages_and_drops_duplicates(browser: Any, 
     assert released == [[], [3, 4, 5], True, [], [], [6, 7], [8], False, 8]
 
 
+# Every RTCPeerConnection a page makes, so a test can read its getStats() (the page's own code is untouched).
+RECORD_PEER_CONNECTIONS = """(() => {
+  const Native = window.RTCPeerConnection;
+  window.__peerConnections = [];
+  window.RTCPeerConnection = class extends Native {
+    constructor(...args) { super(...args); window.__peerConnections.push(this); }
+  };
+})();"""
+
+# getStats() of the video someone's tile shows: frames decoded on the inbound RTP stream carrying that track.
+FRAMES_DECODED = """async (name) => {
+  const tile = [...document.querySelectorAll('li.tile')].find((t) => t.getAttribute('aria-label') === name);
+  const track = tile?.querySelector('video')?.srcObject?.getVideoTracks()[0];
+  if (!track) return 0;
+  for (const pc of window.__peerConnections) {
+    if (pc.connectionState === 'closed') continue;
+    for (const stat of (await pc.getStats()).values()) {
+      if (stat.type === 'inbound-rtp' && stat.kind === 'video' && stat.trackIdentifier === track.id) {
+        return stat.framesDecoded ?? 0;
+      }
+    }
+  }
+  return 0;
+}"""
+
+# getStats(): audio packets received, over every inbound audio stream of the page.
+AUDIO_PACKETS = """async () => {
+  let total = 0;
+  for (const pc of window.__peerConnections) {
+    if (pc.connectionState === 'closed') continue;
+    for (const stat of (await pc.getStats()).values()) {
+      if (stat.type === 'inbound-rtp' && stat.kind === 'audio') total += stat.packetsReceived ?? 0;
+    }
+  }
+  return total;
+}"""
+
+
+async def rising(someone: Person, script: str, arg: Any = None, *, by: int = 10) -> None:
+    """What ``script`` counts keeps increasing: by ``by`` within the wait, then again (it flows, not just arrived)."""
+    for _ in range(2):
+        before = await someone.page.evaluate(script, arg)
+        await someone.page.wait_for_function(
+            f"async ([arg, before]) => (await ({script})(arg)) >= before + {by}", arg=[arg, before], polling=200)
+
+
 async def test_a_live_class(browser: Any, base_url: str) -> None:
-    """A teacher runs a class for a student: start, self view, hand and "call on", a poll, chat, reactions, end,
-    then the attendance report."""
+    """A teacher runs a class for two students (one on a phone): the lobby, each student decoding the teacher's
+    video, a hand and "call on" after which the teacher hears that student, a poll, chat, a dropped connection,
+    reactions, the end, the recap in the circle's feed and the attendance report listing both students."""
     teacher = await person(browser, base_url, "Teacher Lin", viewport=LAPTOP)
-    student = await person(browser, base_url, "Student Wu", viewport=PHONE)
-    await teacher.page.context.grant_permissions(["camera", "microphone"])
-    await student.page.context.grant_permissions(["camera", "microphone"])
+    wu = await person(browser, base_url, "Student Wu", viewport=PHONE)
+    ng = await person(browser, base_url, "Student Ng", viewport=LAPTOP)
+    for someone in (teacher, wu, ng):
+        await someone.context.grant_permissions(["camera", "microphone"])
+        await someone.context.add_init_script(RECORD_PEER_CONNECTIONS)
     teacher.page.on("dialog", lambda dialog: dialog.accept())
 
     await sign_up(teacher)
@@ -352,111 +401,128 @@ async def test_a_live_class(browser: Any, base_url: str) -> None:
     await expect(teacher.page.get_by_role("heading", name="Physics evening course", level=1)).to_be_visible()
     circle_url = teacher.page.url
 
-    # --- the student joins the open circle from its page
-    await sign_up(student)
-    await student.page.goto(circle_url)
-    await student.page.get_by_role("button", name="Join circle").click()
-    await expect(student.page.get_by_text("You: Member")).to_be_visible()
-    await expect(student.page.get_by_role("textbox", name="Write a post")).to_be_visible()
+    # --- the students join the open circle from its page
+    for student in (wu, ng):
+        await sign_up(student)
+        await student.page.goto(circle_url)
+        await student.page.get_by_role("button", name="Join circle").click()
+        await expect(student.page.get_by_text("You: Member")).to_be_visible()
 
-    # --- the teacher schedules a class where students may use their camera
+    # --- the teacher schedules a class: students may use their camera; the microphone is the teacher's to grant
     await open_tab(teacher, "Classes")
     await teacher.page.get_by_text("Schedule a class").click()
     await teacher.page.get_by_label("Class title").fill("Optics")
     await teacher.page.get_by_label("Camera").check()
+    await teacher.page.get_by_label("Microphone").uncheck()
     await teacher.page.get_by_label("Students start muted").uncheck()
     await teacher.page.get_by_label("Lobby: teachers admit students").check()
     await teacher.page.get_by_role("button", name="Schedule class").click()
     await expect(teacher.page.get_by_text("The class has not started.")).to_be_visible()
     class_url = teacher.page.url
 
-    # --- the student waits for the start, then in the lobby until the teacher admits them
-    await student.page.goto(class_url)
-    await expect(student.page.get_by_text("Waiting for the teacher to start the class…")).to_be_visible()
+    # --- Wu waits for the start, then in the lobby until the teacher admits them; Ng arrives once it is live
+    await wu.page.goto(class_url)
+    await expect(wu.page.get_by_text("Waiting for the teacher to start the class…")).to_be_visible()
     await teacher.page.get_by_role("button", name="Start class").click()
     await expect(teacher.page.get_by_role("status").filter(has_text="You are in the class.")).to_be_visible()
-    await expect(student.page.get_by_text("You are in the lobby: a teacher will let you in.")).to_be_visible()
-    await teacher.page.get_by_role("list", name="Lobby").get_by_role("button", name="Admit Student Wu").click()
-    await expect(student.page.get_by_role("status").filter(has_text="You are in the class.")).to_be_visible()
+    await expect(wu.page.get_by_text("You are in the lobby: a teacher will let you in.")).to_be_visible()
+    lobby = teacher.page.get_by_role("list", name="Lobby")
+    await lobby.get_by_role("button", name="Admit Student Wu").click()
+    await expect(wu.page.get_by_role("status").filter(has_text="You are in the class.")).to_be_visible()
+    await ng.page.reload()  # Ng is on the circle's page (joined it): opened now, it shows the way into the class
+    await ng.page.get_by_role("link", name="Join Optics").click()
+    await expect(ng.page.get_by_text("You are in the lobby: a teacher will let you in.")).to_be_visible()
+    await lobby.get_by_role("button", name="Admit Student Ng").click()
+    await expect(ng.page.get_by_role("status").filter(has_text="You are in the class.")).to_be_visible()
     await expect(teacher.page.get_by_text("Nobody is waiting.")).to_be_visible()
-    second_tab = await student.context.new_page()  # the circle's page shows the way into its live class
-    await second_tab.goto(circle_url)
-    await expect(second_tab.get_by_role("link", name="Join Optics")).to_be_visible()
-    await second_tab.close()
-    teachers_tile = student.page.get_by_role("list", name="Teachers").get_by_role("listitem", name="Teacher Lin")
+    teachers_tile = wu.page.get_by_role("list", name="Teachers").get_by_role("listitem", name="Teacher Lin")
     await expect(teachers_tile).to_be_visible()
+    await expect(wu.page.get_by_role("button", name="Turn on microphone")).to_be_disabled()  # not granted
 
-    # --- self view: the student's camera (Chromium's fake one) shows in their own tile
-    await student.page.get_by_role("button", name="Turn on camera").click()
-    own_tile = student.page.get_by_role("list", name="Participants").get_by_role("listitem", name="Student Wu (you)")
-    await expect(own_tile.locator("video")).to_be_visible()
-    await expect(student.page.get_by_role("button", name="Turn off camera")).to_have_attribute("aria-pressed", "true")
-    await expect(student.page.get_by_role("button", name="Share screen")).to_be_disabled()
-
-    # --- video through the relay, both ways: each sees the other's (fake) camera playing in their tile
-    # The teacher looks before publishing: today the relay stops forwarding to a subscriber once that subscriber
-    # sends its own media_offer (a relay bug, not the client's), so that order is what works now.
-    await teacher.page.wait_for_function(VIDEO_PLAYING, arg="Student Wu")
+    # --- the teacher's camera through the relay: each student's page decodes it (getStats, framesDecoded rising)
     await teacher.page.get_by_role("button", name="Turn on camera").click()
-    await student.page.wait_for_function(VIDEO_PLAYING, arg="Teacher Lin")
+    for student in (wu, ng):
+        await rising(student, FRAMES_DECODED, "Teacher Lin")
 
-    # --- a hand, and the teacher calls on the student
-    await student.page.get_by_role("button", name="Raise hand").click()
+    # --- self view and a student's camera: Wu's fake camera in their own tile, and on the teacher's page
+    await wu.page.get_by_role("button", name="Turn on camera").click()
+    own_tile = wu.page.get_by_role("list", name="Participants").get_by_role("listitem", name="Student Wu (you)")
+    await expect(own_tile.locator("video")).to_be_visible()
+    await expect(wu.page.get_by_role("button", name="Turn off camera")).to_have_attribute("aria-pressed", "true")
+    await expect(wu.page.get_by_role("button", name="Share screen")).to_be_disabled()
+    await rising(teacher, FRAMES_DECODED, "Student Wu")
+    await rising(wu, FRAMES_DECODED, "Teacher Lin")  # publishing did not stop what Wu receives
+
+    # --- a hand; the teacher calls on Wu, which grants the microphone, and then hears Wu
+    assert await teacher.page.evaluate(AUDIO_PACKETS) == 0  # nobody but the teacher may speak yet
+    await wu.page.get_by_role("button", name="Raise hand").click()
     queue = teacher.page.get_by_role("list", name="Hand queue")
     await expect(queue).to_contain_text("Student Wu")
     await teacher.shot("live-class-teacher")
     await queue.get_by_role("button", name="Call on").click()
-    called = student.page.get_by_text("The teacher called on you: you may turn on your microphone.")
+    called = wu.page.get_by_text("The teacher called on you: you may turn on your microphone.")
     await expect(called).to_be_visible()
     await expect(teacher.page.get_by_text("No hand is raised.")).to_be_visible()
+    await wu.page.get_by_role("button", name="Turn on microphone").click()
+    await rising(teacher, AUDIO_PACKETS, by=25)  # Wu's voice (Chromium's fake microphone) reaches the teacher
+    await rising(ng, AUDIO_PACKETS, by=25)  # and the class
+    await rising(ng, FRAMES_DECODED, "Teacher Lin")
 
-    # --- a poll: created and opened by the teacher, answered by the student, closed with results for everyone
+    # --- a poll: created and opened by the teacher, answered by both students, closed with results for everyone
     await teacher.page.get_by_text("Create a poll").click()
     await teacher.page.get_by_label("New poll question").fill("Which colour bends most in a prism?")
     await teacher.page.get_by_label("Options (one per line)").fill("Red\nViolet")
     await teacher.page.get_by_role("button", name="Create poll").click()
     await teacher.page.get_by_role("button", name="Open poll: Which colour bends most in a prism?").click()
-    await student.page.get_by_label("Violet").check()
-    await student.page.get_by_role("button", name="Answer").click()
-    await expect(student.page.get_by_text("Your answer is in.")).to_be_visible()
+    for student, choice in ((wu, "Violet"), (ng, "Red")):
+        await student.page.get_by_label(choice).check()
+        await student.page.get_by_role("button", name="Answer").click()
+        await expect(student.page.get_by_text("Your answer is in.")).to_be_visible()
     polls = teacher.page.get_by_role("list", name="Class polls")
-    await expect(polls).to_contain_text("1 answered")
+    await expect(polls).to_contain_text("2 answered")
     await teacher.page.get_by_role("button", name="Close poll").click()
-    await expect(student.page.get_by_text("Violet (your answer)")).to_be_visible()
+    await expect(wu.page.get_by_text("Violet (your answer)")).to_be_visible()
+    await expect(ng.page.get_by_text("Red (your answer)")).to_be_visible()
 
     # --- class chat both ways, and a reaction
-    box = student.page.get_by_role("textbox", name="Class message")
+    box = wu.page.get_by_role("textbox", name="Class message")
     await box.fill("Violet, I think!")
     await box.press("Enter")
     await expect(teacher.page.get_by_role("list", name="Class chat messages")).to_contain_text("Violet, I think!")
     await teacher.page.get_by_role("textbox", name="Class message").fill("Correct.")
     await teacher.page.get_by_role("textbox", name="Class message").press("Enter")
-    await expect(student.page.get_by_role("list", name="Class chat messages").get_by_text("Correct.")).to_have_count(1)
-    # --- the student's connection drops for a while: their seat waits; the chat catches up once
-    await student.context.set_offline(True)
-    await expect(student.page.get_by_role("status").filter(has_text="You are offline")).to_be_visible()
-    students_tile = teacher.page.get_by_role("list", name="Participants").get_by_role("listitem", name="Student Wu")
-    await expect(students_tile.get_by_text("Away")).to_be_visible()
+    await expect(wu.page.get_by_role("list", name="Class chat messages").get_by_text("Correct.")).to_have_count(1)
+    # --- Wu's connection drops for a while: the seat waits; the chat catches up once
+    await wu.context.set_offline(True)
+    await expect(wu.page.get_by_role("status").filter(has_text="You are offline")).to_be_visible()
+    wus_tile = teacher.page.get_by_role("list", name="Participants").get_by_role("listitem", name="Student Wu")
+    await expect(wus_tile.get_by_text("Away")).to_be_visible()
     await teacher.page.get_by_role("textbox", name="Class message").fill("Page 42, everyone.")
     await teacher.page.get_by_role("textbox", name="Class message").press("Enter")
     await expect(teacher.page.get_by_role("list", name="Class chat messages")).to_contain_text("Page 42, everyone.")
-    await student.context.set_offline(False)
-    class_chat = student.page.get_by_role("list", name="Class chat messages")
+    await wu.context.set_offline(False)
+    class_chat = wu.page.get_by_role("list", name="Class chat messages")
     await expect(class_chat.get_by_text("Page 42, everyone.")).to_have_count(1)
-    await expect(students_tile.get_by_text("Away")).to_be_hidden()
+    await expect(wus_tile.get_by_text("Away")).to_be_hidden()
     await expect(class_chat.get_by_role("listitem")).to_have_count(3)
-    await student.page.get_by_role("button", name="Clap").click()
+    await wu.page.get_by_role("button", name="Clap").click()
     await expect(teacher.page.get_by_text("👏 1")).to_be_visible()
-    await student.shot("live-class-student")
+    await wu.shot("live-class-student")
 
-    # --- the teacher ends the class: both see it ended; the teacher reads the attendance report
+    # --- the teacher ends the class: all see it ended; the register lists both students; the recap is in the feed
     await teacher.page.get_by_role("button", name="End class").click()
-    await expect(teacher.page.get_by_text("This class has ended.")).to_be_visible()
-    await expect(student.page.get_by_text("This class has ended.")).to_be_visible()
+    for someone in (teacher, wu, ng):
+        await expect(someone.page.get_by_text("This class has ended.")).to_be_visible()
     report = teacher.page.get_by_role("table").filter(has_text="Students")
-    await expect(report.get_by_role("row", name=re.compile("Student Wu"))).to_be_visible()
+    for name in ("Student Wu", "Student Ng"):
+        await expect(report.get_by_role("row", name=re.compile(name))).to_be_visible()
+    await expect(report.get_by_role("row", name=re.compile("Absent"))).to_have_count(0)
     await expect(teacher.page.get_by_role("link", name="Download CSV")).to_be_visible()
-    await expect(teacher.page.get_by_role("link", name=re.compile("^Read the recap in the circle"))).to_be_visible()
     await teacher.shot("class-ended-attendance")
+    await ng.page.get_by_role("link", name=re.compile("^Read the recap in the circle")).click()
+    recap = ng.page.get_by_role("article").filter(has_text="Class recap: Optics")
+    await expect(recap).to_contain_text("Attended: 2 of 2 students")
+    await expect(recap).to_contain_text("Violet: 1")
+    await ng.shot("class-recap")
 
-    assert [*teacher.errors, *student.errors] == []
+    assert [*teacher.errors, *wu.errors, *ng.errors] == []

@@ -32,7 +32,7 @@ export function mount(el, { lesson }) {
       const report = await api.get(api.path`/api/classes/${lesson.id}/attendance`);
       const counts = Object.entries(report.counts ?? {}).map(([status, n]) => `${humanize(status)}: ${n}`).join(' · ');
       box.lastChild.replaceWith(h('div', { class: 'stack' },
-        h('p', { class: 'muted' }, `${Math.round(report.scheduled_minutes)} minutes scheduled`, counts ? ` · ${counts}` : ''),
+        h('p', { class: 'muted' }, classLength(report), counts ? ` · ${counts}` : ''),
         h('div', { class: 'table-scroll' }, table('Students', report.students)),
         report.teachers.length ? h('div', { class: 'table-scroll' }, table('Teachers', report.teachers)) : null));
     } catch (error) {
@@ -41,4 +41,11 @@ export function mount(el, { lesson }) {
   };
   load();
   return { reload: () => { replace(box, box.firstChild, loading()); load(); } };
+}
+
+// Shares are of the class as it ran; say so when that differs from the schedule.
+function classLength(report) {
+  const scheduled = Math.round(report.scheduled_minutes);
+  const ran = Math.round(report.measured_minutes ?? report.scheduled_minutes);
+  return ran === scheduled ? `${scheduled} minutes` : `Ran ${ran} of ${scheduled} scheduled minutes`;
 }
