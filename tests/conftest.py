@@ -122,3 +122,15 @@ async def client(aiohttp_client: Any, settings: Settings) -> TestClient[web.Requ
 @pytest.fixture
 def api(client: TestClient[web.Request, web.Application]) -> Api:
     return Api(client)
+
+
+@pytest.fixture
+async def hub(api: Api) -> AsyncIterator[Any]:
+    """Socket.IO connections to the test app (``tests.test_chat.Hub``), every one closed at teardown."""
+    from tests.test_chat import Hub  # the socket client lives with the chat tests, which made it
+
+    h = Hub(api)
+    try:
+        yield h
+    finally:
+        await h.close()

@@ -18,7 +18,7 @@ import asyncio
 import itertools
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -191,13 +191,6 @@ class Hub:
             await conn.close()
 
 
-@pytest.fixture
-async def hub(api: Api) -> AsyncIterator[Hub]:
-    h = Hub(api)
-    try:
-        yield h
-    finally:
-        await h.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ import pytest
 from server.settings import Settings
 from tests.conftest import Database, make_settings
 from tests.helpers import Api, Person
-from tests.test_chat import Hub, client_id, expect, hub  # noqa: F401  # hub is a fixture
+from tests.test_chat import Hub, client_id, expect
 
 
 @pytest.fixture
@@ -205,8 +205,9 @@ async def test_a_whole_lesson(api: Api, hub: Hub) -> None:
     csv_reply = await api.call("GET", f"/api/classes/{class_id}/attendance.csv", teacher)
     assert csv_reply.status == 200 and csv_reply.headers["Content-Type"].startswith("text/csv")
     rows = list(csv.DictReader(io.StringIO(csv_reply.raw.decode())))
+    students = (("Ana", ana), ("Ben", ben), ("Cai", cai), ("Dora", dora))
     assert {(r["name"], r["status"]) for r in rows if r["class_role"] == "student"} == {
-        (name, by_id[person.id]["status"]) for name, person in (("Ana", ana), ("Ben", ben), ("Cai", cai), ("Dora", dora))}
+        (name, by_id[person.id]["status"]) for name, person in students}
 
     feed = expect(await api.call("GET", f"/api/circles/{circle_id}/posts", ana))
     recap = next(p for p in feed["posts"] if p["id"] == recap_id)

@@ -8,6 +8,7 @@ grant brings it back; removal closes the student's peer in the relay. Signalling
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from server.hub.setup import RELAY
 from server.settings import Settings
 from tests.conftest import Database, make_settings
 from tests.helpers import Api, Person
-from tests.test_chat import Conn, Hub, expect, hub  # noqa: F401  # hub is a fixture
+from tests.test_chat import Conn, Hub, expect
 from tests.test_class_lesson import circle_with, schedule_body
 from tests.test_media_relay import PatternVideo, ToneAudio
 
@@ -106,11 +107,15 @@ class MediaClient:
         await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
-async def until(check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
-    deadline = time.monotonic() + timeout
+def _decode_failures(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "aiortc.rtcrtpreceiver" and "decode" in r.getMessage()]
+
+
+async def until(check: Callable[[], bool], what: str, within: float = 10.0) -> None:
+    deadline = time.monotonic() + within
     while not check():
         if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout}s waiting for: {what}")
+            pytest.fail(f"timed out after {within}s waiting for: {what}")
         await asyncio.sleep(0.05)
 
 
@@ -135,7 +140,10 @@ async def live_class(api: Api, hub: Hub) -> tuple[Person, Person, int, Conn, Con
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
-async def test_the_teacher_is_seen_and_heard_and_a_revoked_camera_stops_at_once(api: Api, hub: Hub) -> None:
+async def test_the_teacher_is_seen_and_heard_and_a_revoked_camera_stops_at_once(
+    api: Api, hub: Hub, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aiortc.rtcrtpreceiver")
     teacher, ana, class_id, t, a = await live_class(api, hub)
     relay = api.client.app[RELAY]
     teacher_media, ana_media = MediaClient(t, class_id), MediaClient(a, class_id)
@@ -149,6 +157,9 @@ async def test_the_teacher_is_seen_and_heard_and_a_revoked_camera_stops_at_once(
 
         await ana_media.publish(audio=False)  # students may use their camera in this class
         await until(lambda: teacher_media.frames(ana.id, "camera") >= 10, "the teacher decodes Ana's camera")
+        # Each new subscriber's first frame is a whole keyframe: nothing before it was sent while its transport
+        # could not carry it, so no decoder ever starts on frames that refer to a lost one.
+        assert _decode_failures(caplog) == []
 
         await t.ok("revoke_media", {"class_id": class_id, "user_id": ana.id, "media": "camera"})
         await asyncio.sleep(0.5)  # packets already on the wire drain
@@ -170,7 +181,7 @@ async def test_the_teacher_is_seen_and_heard_and_a_revoked_camera_stops_at_once(
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)
 async def test_media_signalling_refusals_change_nothing(api: Api, hub: Hub) -> None:
-    teacher, ana, class_id, t, a = await live_class(api, hub)
+    _, _, class_id, _, a = await live_class(api, hub)
     relay = api.client.app[RELAY]
     await a.refused("media_offer", {"class_id": class_id, "sdp": "v=0", "tracks": {}}, "media_not_joined")
     await a.refused("media_join", {"class_id": class_id + 1000}, "not_joined")

@@ -19,7 +19,6 @@ import asyncio
 import csv
 import io
 import itertools
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -50,14 +49,6 @@ def settings(database: Database, tmp_path: Path) -> Settings:
     return make_settings(database, tmp_path, login_attempts_per_ip=10_000, login_attempts_per_account=10_000,
                          class_grace_seconds=GRACE)
 
-
-@pytest.fixture
-async def hub(api: Api) -> AsyncIterator[Hub]:
-    h = Hub(api)
-    try:
-        yield h
-    finally:
-        await h.close()
 
 
 # ---------------------------------------------------------------------------------------------------------------
