@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,7 @@ import pytest
 from server.settings import Settings
 from tests.conftest import Database, make_settings
 from tests.helpers import Api, Person
-from tests.test_chat import Hub, client_id, expect
+from tests.test_chat import Conn, Hub, client_id, expect
 
 
 @pytest.fixture
@@ -225,15 +226,33 @@ async def test_a_whole_lesson(api: Api, hub: Hub) -> None:
     assert [(m["seq"], m["body"]) for m in chat["messages"]] == [(2, "welcome")] and chat["next_after"] is None
 
 
-async def test_a_second_device_and_a_quick_reconnect_leave_one_seat(api: Api, hub: Hub) -> None:
+@dataclass
+class Lesson:
+    """A teacher and Ana in a private circle, a class without a lobby, and the teacher's connection."""
+
+    teacher: Person
+    ana: Person
+    circle_id: str
+    class_id: int
+    t: Conn
+
+
+async def lesson(api: Api, hub: Hub, *, started: bool = True) -> Lesson:
     teacher = await api.register("Teacher")
     ana = await api.register("Ana")
     circle_id = await circle_with(api, teacher, ana)
     class_id = expect(await api.call("POST", f"/api/circles/{circle_id}/classes", teacher,
                                      schedule_body(settings={"lobby": False})), 201)["id"]
     t = await hub.connect(teacher)
-    await t.ok("join_class", {"class_id": class_id})
-    await t.ok("start_class", {"class_id": class_id})
+    if started:
+        await t.ok("join_class", {"class_id": class_id})
+        await t.ok("start_class", {"class_id": class_id})
+    return Lesson(teacher, ana, circle_id, class_id, t)
+
+
+async def test_a_second_device_and_a_quick_reconnect_leave_one_seat(api: Api, hub: Hub) -> None:
+    ls = await lesson(api, hub)
+    ana, class_id, t, teacher = ls.ana, ls.class_id, ls.t, ls.teacher
     phone = await hub.connect(ana)
     laptop = await hub.connect(ana)
     assert (await phone.ok("join_class", {"class_id": class_id}))["placement"] == "joined"
@@ -254,16 +273,12 @@ async def test_a_second_device_and_a_quick_reconnect_leave_one_seat(api: Api, hu
 
 
 async def test_students_arriving_before_the_start_are_seated_when_it_starts(api: Api, hub: Hub) -> None:
-    teacher = await api.register("Teacher")
-    ana = await api.register("Ana")
-    circle_id = await circle_with(api, teacher, ana)
-    class_id = expect(await api.call("POST", f"/api/circles/{circle_id}/classes", teacher,
-                                     schedule_body(settings={"lobby": False})), 201)["id"]
+    ls = await lesson(api, hub, started=False)
+    ana, class_id, t = ls.ana, ls.class_id, ls.t
     a = await hub.connect(ana)
     assert (await a.ok("join_class", {"class_id": class_id}))["placement"] == "waiting_for_start"
     await a.refused("send_class_message", {"class_id": class_id, "client_id": client_id(), "body": "hi"},
                     "not_joined")
-    t = await hub.connect(teacher)
     await t.ok("join_class", {"class_id": class_id})
     started = await t.ok("start_class", {"class_id": class_id})
     assert ana.id in ids(started["room"]["participants"])
@@ -274,14 +289,8 @@ async def test_students_arriving_before_the_start_are_seated_when_it_starts(api:
 
 
 async def test_a_member_removed_from_the_circle_leaves_its_live_class(api: Api, hub: Hub) -> None:
-    teacher = await api.register("Teacher")
-    ana = await api.register("Ana")
-    circle_id = await circle_with(api, teacher, ana)
-    class_id = expect(await api.call("POST", f"/api/circles/{circle_id}/classes", teacher,
-                                     schedule_body(settings={"lobby": False})), 201)["id"]
-    t = await hub.connect(teacher)
-    await t.ok("join_class", {"class_id": class_id})
-    await t.ok("start_class", {"class_id": class_id})
+    ls = await lesson(api, hub)
+    teacher, ana, circle_id, class_id, t = ls.teacher, ls.ana, ls.circle_id, ls.class_id, ls.t
     a = await hub.connect(ana)
     await a.ok("join_class", {"class_id": class_id})
     await a.ok("raise_hand", {"class_id": class_id})

@@ -24,8 +24,8 @@ from server.hub.setup import RELAY
 from server.settings import Settings
 from tests.conftest import Database, make_settings
 from tests.helpers import Api, Person
-from tests.test_chat import Conn, Hub, expect
-from tests.test_class_lesson import circle_with, schedule_body
+from tests.test_chat import Conn, Hub
+from tests.test_class_lesson import lesson
 from tests.test_media_relay import PatternVideo, ToneAudio
 
 
@@ -126,17 +126,10 @@ async def flowing(count: Callable[[], int], seconds: float = 1.0) -> int:
 
 
 async def live_class(api: Api, hub: Hub) -> tuple[Person, Person, int, Conn, Conn]:
-    teacher = await api.register("Teacher")
-    ana = await api.register("Ana")
-    circle_id = await circle_with(api, teacher, ana)
-    class_id = expect(await api.call("POST", f"/api/circles/{circle_id}/classes", teacher,
-                                     schedule_body(settings={"lobby": False})), 201)["id"]
-    t = await hub.connect(teacher)
-    await t.ok("join_class", {"class_id": class_id})
-    await t.ok("start_class", {"class_id": class_id})
-    a = await hub.connect(ana)
-    await a.ok("join_class", {"class_id": class_id})
-    return teacher, ana, class_id, t, a
+    ls = await lesson(api, hub)
+    a = await hub.connect(ls.ana)
+    await a.ok("join_class", {"class_id": ls.class_id})
+    return ls.teacher, ls.ana, ls.class_id, ls.t, a
 
 
 @pytest.mark.parametrize("database", ["sqlite"], indirect=True)

@@ -323,15 +323,15 @@ class ClassEvents(HubBase):
 
     async def _staff_context(
         self, db: AsyncSession, actor: Actor, class_id: int, *, starting: bool = False
-    ) -> classes.ClassContext:
+    ) -> tuple[classes.ClassContext, RoomRole]:
         context = await classes.open_class(db, actor, class_id, ClassAction.JOIN, lock=True)
-        check_teacher(await classes.room_role(db, context), starting=starting)
-        return context
+        role = await classes.room_role(db, context)
+        check_teacher(role, starting=starting)
+        return context, role
 
     async def on_start_class(self, sid: str, data: Any = None) -> Ack:
         async def work(actor: Actor, body: ClassRefIn, db: AsyncSession) -> tuple[Ack, Deliver]:
-            context = await self._staff_context(db, actor, body.class_id, starting=True)
-            role = await classes.room_role(db, context)
+            context, role = await self._staff_context(db, actor, body.class_id, starting=True)
             unstarted = classes.new_room(context.session).to_dict()  # nobody joined yet: the store has no room
             await classes.start(db, context, _now())
             settings = classes.room_settings(context.session)  # as scheduled, even if edited after the first arrival
@@ -365,8 +365,7 @@ class ClassEvents(HubBase):
 
     async def on_end_class(self, sid: str, data: Any = None) -> Ack:
         async def work(actor: Actor, body: ClassRefIn, db: AsyncSession) -> tuple[Ack, Deliver]:
-            context = await self._staff_context(db, actor, body.class_id, starting=True)
-            role = await classes.room_role(db, context)
+            context, role = await self._staff_context(db, actor, body.class_id, starting=True)
             unended = classes.new_room(context.session).to_dict()  # the store may have lost the room (restart)
             ended = await classes.end(db, context, _now(), self.parts.grace_seconds)
             await self._change(context.session, lambda room: room.end(role), initial=lambda: Room.from_dict(unended))
