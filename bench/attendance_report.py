@@ -46,41 +46,26 @@ import asyncio
 import csv
 import io
 import json
-import math
-import os
-import platform
 import random
-import re
 import secrets
-import shutil
-import signal
-import sqlite3
 import statistics
 import sys
-import tempfile
 import time
-from collections import defaultdict
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: server, and bench.common
 
-import aiohttp
-import asyncpg
-from aiohttp.test_utils import TestServer
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench import common
+from bench.common import Outcome, Row, loadavg, percentile, sqlite_time
 from rooms import attendance as register
 from server import policy
-from server.app import create_app
 from server.db.circles import new_circle_id
-from server.db.engine import SessionFactory, make_engine, make_session_factory
-from server.db.migrate import upgrade
+from server.db.engine import SessionFactory, make_session_factory
 from server.db.models import (
     ChatHistory,
     Circle,
@@ -95,9 +80,7 @@ from server.db.models import (
     Visibility,
 )
 from server.services import classes as classes_service
-from server.settings import Settings, sqlite_url
 
-DEFAULT_POSTGRES_URL = os.environ.get("QUANZI_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 GOAL_MS = 200.0
 GRACE = 30.0  # the default QUANZI_CLASS_GRACE_SECONDS
 FORMER_STUDENTS = 10  # attended the first classes, then left the circle: the report names them from users
@@ -248,109 +231,37 @@ async def seed_orm(factory: SessionFactory, course: Course) -> None:
 # --- backends -------------------------------------------------------------------------------------------------------
 
 
-class Backend:
-    name: str
-    url: str
-    schema: str | None = None
-
-    async def create(self) -> None: ...
-    async def bulk_load(self, rows: list[tuple[Any, ...]]) -> None: ...
-    async def analyze(self) -> None: ...
-    async def drop(self) -> None: ...
-
-    def describe(self) -> str:
-        return self.url if self.schema is None else f"{self.url} (schema {self.schema})"
-
-
-def _sqlite_time(value: datetime | None) -> str | None:
-    # What SQLAlchemy's SQLite DateTime stores: naive UTC text with microseconds.
-    return None if value is None else value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-class SQLiteBackend(Backend):
-    name = "sqlite"
-
+class SQLiteBackend(common.SQLiteBackend[list[tuple[Any, ...]]]):
     def __init__(self, keep: bool) -> None:
-        self.keep = keep
-        self.directory = Path(tempfile.mkdtemp(prefix="bench_attendance_"))
-        self.path = self.directory / "quanzi.db"
-        self.url = sqlite_url(self.path)
+        super().__init__("bench_attendance", keep, size_digits=1)
 
     def _load(self, rows: list[tuple[Any, ...]]) -> None:
-        connection = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            connection.execute("PRAGMA synchronous=OFF")  # bulk load only; the app's engine sets NORMAL again
-            connection.execute("PRAGMA foreign_keys=ON")
+        with self.bulk_connection() as connection:
             sql = (f"INSERT INTO attendance_intervals ({', '.join(INTERVAL_COLUMNS)}) "
                    f"VALUES ({', '.join('?' * len(INTERVAL_COLUMNS))})")
             connection.execute("BEGIN")
-            connection.executemany(sql, ((*r[:4], _sqlite_time(r[4]), _sqlite_time(r[5]), r[6]) for r in rows))
+            connection.executemany(sql, ((*r[:4], sqlite_time(r[4]), sqlite_time(r[5]), r[6]) for r in rows))
             connection.execute("COMMIT")
-            connection.execute("ANALYZE")
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            connection.close()
 
     async def bulk_load(self, rows: list[tuple[Any, ...]]) -> None:
         await asyncio.to_thread(self._load, rows)
 
-    async def drop(self) -> None:
-        if self.keep:
-            print(f"  kept {self.path}")
-        else:
-            shutil.rmtree(self.directory, ignore_errors=True)
 
-    def describe(self) -> str:
-        size = sum(p.stat().st_size for p in self.directory.iterdir()) if self.directory.exists() else 0
-        return f"{self.path} ({size / 1e6:.1f} MB)"
-
-
-class PostgresBackend(Backend):
-    name = "postgres"
-
+class PostgresBackend(common.PostgresBackend[list[tuple[Any, ...]]]):
     def __init__(self, url: str, keep: bool) -> None:
-        self.url = url
-        self.dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-        self.schema = f"bench_attendance_{secrets.token_hex(4)}"
-        self.keep = keep
-
-    @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[asyncpg.Connection]:
-        connection = await asyncpg.connect(self.dsn, server_settings={"search_path": str(self.schema)})
-        try:
-            yield connection
-        finally:
-            await connection.close()
-
-    async def create(self) -> None:
-        connection = await asyncpg.connect(self.dsn)
-        try:
-            print(f"  PostgreSQL {await connection.fetchval('SHOW server_version')}, "
-                  f"work_mem {await connection.fetchval('SHOW work_mem')}")
-            await connection.execute(f'CREATE SCHEMA "{self.schema}"')
-        finally:
-            await connection.close()
+        super().__init__(url, keep, prefix="bench_attendance", setting="work_mem",
+                         tables=("users", "circles", "circle_members", "class_sessions", "class_teachers",
+                                 "attendance_intervals"))
 
     async def bulk_load(self, rows: list[tuple[Any, ...]]) -> None:
-        async with self._connect() as connection:
+        async with self.connect() as connection:
             async with connection.transaction():
                 await connection.copy_records_to_table("attendance_intervals", records=rows, columns=INTERVAL_COLUMNS,
                                                        schema_name=self.schema)
-            await connection.execute(f"SELECT setval(pg_get_serial_sequence('{self.schema}.attendance_intervals', "
-                                     "'id'), (SELECT coalesce(max(id), 1) FROM attendance_intervals))")
-            for table in ("users", "circles", "circle_members", "class_sessions", "class_teachers",
-                          "attendance_intervals"):
-                await connection.execute(f"VACUUM (ANALYZE) {table}")
+            await self.move_sequences(connection, ("attendance_intervals",))  # ids were given explicitly
 
-    async def drop(self) -> None:
-        if self.keep:
-            print(f"  kept schema {self.schema}")
-            return
-        connection = await asyncpg.connect(self.dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-        finally:
-            await connection.close()
+
+Backend = common.Backend[list[tuple[Any, ...]]]
 
 
 # --- checking a report against the pure rules -----------------------------------------------------------------------
@@ -382,33 +293,8 @@ def check_report(report: classes_service.Report, course: Course, session_id: int
 # --- measuring ------------------------------------------------------------------------------------------------------
 
 
-def loadavg() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-@dataclass
-class Row:
-    backend: str
-    path: str
-    seconds: list[float]
-    cpu: list[float]
-
-    def line(self) -> str:
-        ms = [s * 1000 for s in self.seconds]
-        p99 = percentile(ms, 99)
-        verdict = "yes" if p99 <= GOAL_MS else "NO"
-        return (f"{self.backend:<10} {self.path:<10} {len(ms):>7} {percentile(ms, 50):>8.2f} "
-                f"{percentile(ms, 90):>8.2f} {p99:>8.2f} {max(ms):>8.2f}   {verdict:<10} "
-                f"{percentile(self.cpu, 50) * 1000:>8.2f} {percentile(self.cpu, 99) * 1000:>8.2f}")
-
-
-HEADER = (f"{'backend':<10} {'path':<10} {'reports':>7} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} {'max ms':>8}   "
-          f"p99<=200ms {'cpu p50':>8} {'cpu p99':>8}")
+TABLE = common.Table(labels=(("backend", 10), ("path", 10)), count=("reports", 7), goal_ms=GOAL_MS)
+HEADER = TABLE.header()
 
 
 def query_name(statement: str) -> str:
@@ -430,44 +316,6 @@ def query_name(statement: str) -> str:
     return s[:40]
 
 
-def statement_shape(statement: str) -> str:
-    shape = re.sub(r"\$\d+", "$n", " ".join(statement.split()))
-    return re.sub(r"\((?:\?|\$n(?:::\w+)?)(?:, (?:\?|\$n(?:::\w+)?))*\)", "(...)", shape)
-
-
-class StatementTimer:
-    """Counts and times every statement sent through an engine (cursor execute, which includes fetching the rows)."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.times: dict[str, list[float]] = defaultdict(list)
-        self.count = 0
-        self.samples: dict[str, tuple[str, Any]] = {}  # statement shape -> (statement, parameters)
-
-    def __enter__(self) -> StatementTimer:
-        event.listen(self.engine.sync_engine, "before_cursor_execute", self._before)
-        event.listen(self.engine.sync_engine, "after_cursor_execute", self._after)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        event.remove(self.engine.sync_engine, "before_cursor_execute", self._before)
-        event.remove(self.engine.sync_engine, "after_cursor_execute", self._after)
-
-    def _before(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, _many: bool) -> None:
-        self.count += 1
-        if context is not None:
-            context._bench_started = time.perf_counter()
-
-    def _after(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, _many: bool) -> None:
-        started = getattr(context, "_bench_started", None)
-        if started is None:
-            return
-        name = query_name(statement)
-        self.times[name].append(time.perf_counter() - started)
-        if name != "BEGIN":
-            self.samples.setdefault(statement_shape(statement), (statement, parameters))
-
-
 @dataclass
 class Timings:
     wall: list[float] = field(default_factory=list)
@@ -476,10 +324,10 @@ class Timings:
 
 
 async def measure_service(engine: AsyncEngine, factory: SessionFactory, course: Course, reports: int, warmup: int,
-                          rng: random.Random) -> tuple[Timings, StatementTimer]:
+                          rng: random.Random) -> tuple[Timings, common.StatementTimer]:
     actor = policy.Actor(user_id=course.teacher_id, is_site_admin=False)
     timings = Timings()
-    with StatementTimer(engine) as timer:
+    with common.StatementTimer(engine, query_name) as timer:
         for index in range(warmup + reports):
             session_id = rng.choice(course.session_ids)
             before = timer.count
@@ -499,78 +347,38 @@ async def measure_service(engine: AsyncEngine, factory: SessionFactory, course: 
 
 async def measure_http(backend: Backend, course: Course, requests: int, warmup: int,
                        rng: random.Random) -> dict[str, Timings]:
-    with tempfile.TemporaryDirectory(prefix="bench_attendance_http_") as data_dir:
-        settings = Settings(secret_key=secrets.token_urlsafe(48), data_dir=Path(data_dir),
-                            database_url=backend.url, database_schema=backend.schema,
-                            password_hash_time_cost=1, password_hash_memory_kib=1024, class_grace_seconds=GRACE)
-        server = TestServer(create_app(settings), host="127.0.0.1")
-        await server.start_server()
-        try:
-            async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
-                email, password = f"admin-{secrets.token_hex(4)}@bench.example", secrets.token_urlsafe(16)
-                async with client.post(server.make_url("/api/auth/register"),
-                                       json={"email": email, "password": password, "display_name": "Admin"}) as r:
-                    assert r.status == 201, await r.text()
-                    user_id = (await r.json())["user"]["id"]
-                async with client.post(server.make_url("/api/auth/token"),
-                                       json={"email": email, "password": password}) as r:
-                    assert r.status == 201, await r.text()
-                    token = (await r.json())["token"]
-                engine = make_engine(backend.url, backend.schema)
-                try:
-                    async with make_session_factory(engine)() as db, db.begin():
-                        db.add(CircleMember(circle_id=course.circle_id, user_id=user_id, role=CircleRole.ADMIN))
-                finally:
-                    await engine.dispose()
-                headers = {"Authorization": f"Bearer {token}"}
-                result = {path: Timings() for path in PATHS[1:]}
-                for path in PATHS[1:]:
-                    suffix = "/attendance.csv" if path.endswith("csv") else "/attendance"
-                    for index in range(warmup + requests):
-                        session_id = rng.choice(course.session_ids)
-                        cpu, started = time.process_time(), time.perf_counter()
-                        async with client.get(server.make_url(f"/api/classes/{session_id}{suffix}"),
-                                              headers=headers) as response:
-                            body = await response.read()
-                        elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-                        assert response.status == 200, body[:500]
-                        if index < warmup:  # the register holds every student, whether they came or not
-                            if suffix.endswith("csv"):
-                                rows = list(csv.DictReader(io.StringIO(body.decode())))
-                                students = [r for r in rows if r["class_role"] == "student"]
-                            else:
-                                students = json.loads(body)["students"]
-                            expected = len(course.student_ids)
-                            assert len(students) == expected, f"{len(students)} students, expected {expected}"
-                        else:
-                            result[path].wall.append(elapsed)
-                            result[path].cpu.append(cpu)
-                return result
-        finally:
-            await server.close()
+    async with common.http_client(backend, course.circle_id, CircleRole.ADMIN, "Admin", "bench_attendance",
+                                  class_grace_seconds=GRACE) as http:
+        result = {path: Timings() for path in PATHS[1:]}
+        for path in PATHS[1:]:
+            suffix = "/attendance.csv" if path.endswith("csv") else "/attendance"
+            for index in range(warmup + requests):
+                session_id = rng.choice(course.session_ids)
+                cpu, started = time.process_time(), time.perf_counter()
+                async with http.client.get(http.server.make_url(f"/api/classes/{session_id}{suffix}"),
+                                           headers=http.headers) as response:
+                    body = await response.read()
+                elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+                assert response.status == 200, body[:500]
+                if index < warmup:  # the register holds every student, whether they came or not
+                    if suffix.endswith("csv"):
+                        rows = list(csv.DictReader(io.StringIO(body.decode())))
+                        students = [r for r in rows if r["class_role"] == "student"]
+                    else:
+                        students = json.loads(body)["students"]
+                    expected = len(course.student_ids)
+                    assert len(students) == expected, f"{len(students)} students, expected {expected}"
+                else:
+                    result[path].wall.append(elapsed)
+                    result[path].cpu.append(cpu)
+        return result
 
 
-async def explain(engine: AsyncEngine, samples: list[tuple[str, Any]]) -> None:
-    """The plan of each distinct statement a report sent, with the parameters of one real report."""
-    sqlite = engine.dialect.name == "sqlite"
-    prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN (ANALYZE, BUFFERS) "
-    async with engine.connect() as connection:
-        for statement, parameters in samples:
-            rows = (await connection.exec_driver_sql(prefix + statement, tuple(parameters))).all()
-            print(f"\n  -- {query_name(statement)}\n  {' '.join(statement.split())}\n  params {tuple(parameters)}")
-            for row in rows:
-                print("    " + (str(row[-1]) if sqlite else str(row[0])))
-        await connection.rollback()
+def explain_title(sample: common.Sample) -> str:
+    return query_name(sample.statement)
 
 
 # --- one backend, start to finish -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    rows: list[Row]
-    load: dict[str, float]
-    statements: list[int]
 
 
 async def run_backend(backend: Backend, args: argparse.Namespace) -> Outcome:
@@ -580,66 +388,55 @@ async def run_backend(backend: Backend, args: argparse.Namespace) -> Outcome:
     rows: list[Row] = []
     label = backend.name
     print(f"\n=== {label}: {args.students:,} students, {args.sessions:,} ended classes ===")
-    try:
-        started = time.perf_counter()
-        await backend.create()
-        engine = make_engine(backend.url, backend.schema)
-        try:
-            await upgrade(engine)
-            factory = make_session_factory(engine)
-            await seed_orm(factory, course)
-            generate_intervals(course, args.seed)
+    started = time.perf_counter()
+    async with common.migrated(backend) as engine:
+        factory = make_session_factory(engine)
+        await seed_orm(factory, course)
+        generate_intervals(course, args.seed)
+        step = time.perf_counter()
+        await backend.bulk_load(course.intervals)
+        await backend.analyze()
+        load["bulk load + analyze"] = time.perf_counter() - step
+        load["total build"] = time.perf_counter() - started
+        print(f"  loaded {len(course.intervals):,} intervals "
+              f"({len(course.intervals) / (args.sessions * (args.students + 1)):.2f} per person and class) "
+              f"in {load['bulk load + analyze']:.1f} s; database {backend.describe()}")
+        await engine.dispose()  # a fresh pool after the bulk load, as a freshly started server would have
+
+        print(f"  load average before measuring: {loadavg()}")
+        reader = make_session_factory(engine, read_only=True)  # as GET handlers read
+        step = time.perf_counter()
+        service, timer = await measure_service(engine, reader, course, args.reports, args.warmup, rng)
+        load["measure service"] = time.perf_counter() - step
+        rows.append(Row(TABLE, (label, "service"), service.wall, service.cpu))
+        print(HEADER)
+        print(rows[-1].line())
+        if args.http_requests:
             step = time.perf_counter()
-            await backend.bulk_load(course.intervals)
-            load["bulk load + analyze"] = time.perf_counter() - step
-            load["total build"] = time.perf_counter() - started
-            print(f"  loaded {len(course.intervals):,} intervals "
-                  f"({len(course.intervals) / (args.sessions * (args.students + 1)):.2f} per person and class) "
-                  f"in {load['bulk load + analyze']:.1f} s; database {backend.describe()}")
-            await engine.dispose()  # a fresh pool after the bulk load, as a freshly started server would have
+            http = await measure_http(backend, course, args.http_requests, max(5, args.warmup // 4), rng)
+            load["measure http"] = time.perf_counter() - step
+            for path, timings in http.items():
+                rows.append(Row(TABLE, (label, path), timings.wall, timings.cpu))
+                print(rows[-1].line())
+        print(f"  load average after measuring: {loadavg()}")
 
-            print(f"  load average before measuring: {loadavg()}")
-            reader = make_session_factory(engine, read_only=True)  # as GET handlers read
-            step = time.perf_counter()
-            service, timer = await measure_service(engine, reader, course, args.reports, args.warmup, rng)
-            load["measure service"] = time.perf_counter() - step
-            rows.append(Row(label, "service", service.wall, service.cpu))
-            print(HEADER)
-            print(rows[-1].line())
-            if args.http_requests:
-                step = time.perf_counter()
-                http = await measure_http(backend, course, args.http_requests, max(5, args.warmup // 4), rng)
-                load["measure http"] = time.perf_counter() - step
-                for path, timings in http.items():
-                    rows.append(Row(label, path, timings.wall, timings.cpu))
-                    print(rows[-1].line())
-            print(f"  load average after measuring: {loadavg()}")
-
-            counts = sorted(set(service.statements))
-            print(f"\n  SQL statements per report: {', '.join(map(str, counts))} "
-                  f"(over {len(service.statements)} reports; COMMIT, and on PostgreSQL BEGIN too, go to the driver "
-                  "outside the statement events)")
-            print(f"  per-statement time, ms (median / p99 over {args.reports} reports):")
-            for name, values in sorted(timer.times.items(), key=lambda item: -statistics.median(item[1])):
-                print(f"    {name:<30} {statistics.median(values) * 1000:>8.3f} / {percentile(values, 99) * 1000:>8.3f}"
-                      f"   ({len(values) / args.reports:.2f} per report)")
-            total = sum(statistics.median(v) * len(v) / args.reports for v in timer.times.values()) * 1000
-            print(f"    {'sum (median x count)':<30} {total:>8.3f}")
-            if args.explain:
-                await explain(engine, list(timer.samples.values()))
-            return Outcome(rows, load, counts)
-        finally:
-            await engine.dispose()
-    finally:
-        await backend.drop()
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # so a plain `kill` still runs the clean-up (drop the schema, remove the file)
+        counts = sorted(set(service.statements))
+        print(f"\n  SQL statements per report: {', '.join(map(str, counts))} "
+              f"(over {len(service.statements)} reports; COMMIT, and on PostgreSQL BEGIN too, go to the driver "
+              "outside the statement events)")
+        print(f"  per-statement time, ms (median / p99 over {args.reports} reports):")
+        for name, values in sorted(timer.times.items(), key=lambda item: -statistics.median(item[1])):
+            print(f"    {name:<30} {statistics.median(values) * 1000:>8.3f} / {percentile(values, 99) * 1000:>8.3f}"
+                  f"   ({len(values) / args.reports:.2f} per report)")
+        total = sum(statistics.median(v) * len(v) / args.reports for v in timer.times.values()) * 1000
+        print(f"    {'sum (median x count)':<30} {total:>8.3f}")
+        if args.explain:
+            await common.explain(engine, timer.samples.values(), explain_title)
+        return Outcome(rows, load, note=f"statements per report {', '.join(map(str, counts))}; ")
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
+    common.drop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--students", type=int, default=500)
     parser.add_argument("--sessions", type=int, default=100, help="ended classes in the circle")
@@ -649,32 +446,17 @@ def main() -> None:
     parser.add_argument("--http-requests", type=int, default=200,
                         help="requests per route (JSON, CSV) through HTTP; 0 skips it")
     parser.add_argument("--explain", action="store_true", help="print the plan of each statement a report sends")
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
-    parser.add_argument("--seed", type=int, default=20261201)
-    parser.add_argument("--keep", action="store_true", help="keep the database (SQLite file / PostgreSQL schema)")
+    common.add_database_arguments(parser, seed=20261201)
     args = parser.parse_args()
     if args.students < 1 or args.sessions < 1 or args.reports < 1:
         parser.error("--students, --sessions and --reports must be at least 1")
 
-    print(f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, "
-          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {loadavg()}")
-    backends: list[Callable[[], Backend]] = []
-    if args.backend in ("sqlite", "both"):
-        backends.append(lambda: SQLiteBackend(args.keep))
-    if args.backend in ("postgres", "both"):
-        backends.append(lambda: PostgresBackend(args.postgres_url, args.keep))
-    outcomes = [asyncio.run(run_backend(make(), args)) for make in backends]
-
-    print(f"\n=== results (attendance report of one class: {args.students + 4} members, one transaction each) ===")
-    print(HEADER)
-    for outcome in outcomes:
-        for row in outcome.rows:
-            print(row.line())
-    print()
-    for outcome in outcomes:
-        backend = outcome.rows[0].backend if outcome.rows else "?"
-        print(f"{backend:<10} statements per report {', '.join(map(str, outcome.statements))}; "
-              + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in outcome.load.items()))
+    print(common.machine())
+    outcomes = common.run_each(args.backend, lambda: SQLiteBackend(args.keep),
+                               lambda: PostgresBackend(args.postgres_url, args.keep),
+                               lambda backend: run_backend(backend, args))
+    common.print_results(f"attendance report of one class: {args.students + 4} members, one transaction each",
+                         TABLE, outcomes)
 
 
 if __name__ == "__main__":

@@ -34,40 +34,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
-import os
-import platform
 import random
-import re
-import secrets
-import shutil
-import signal
-import sqlite3
 import statistics
 import sys
-import tempfile
 import time
 from collections import defaultdict
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repository root: server, and bench.common
 
-import aiohttp
-import asyncpg
-from aiohttp.test_utils import TestServer
-from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from bench import common
+from bench.common import Outcome, Row, loadavg, percentile, sqlite_time
 from server import policy
-from server.app import create_app
 from server.db.circles import new_circle_id
-from server.db.engine import SessionFactory, make_engine, make_session_factory
-from server.db.migrate import upgrade
+from server.db.engine import SessionFactory, make_session_factory
 from server.db.models import (
     ChatHistory,
     Circle,
@@ -81,9 +67,7 @@ from server.db.models import (
     Visibility,
 )
 from server.services import feed as feed_service
-from server.settings import Settings, sqlite_url
 
-DEFAULT_POSTGRES_URL = os.environ.get("QUANZI_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
 GOAL_MS = 5.0
 PAGE_SIZE = 20
 SECTIONS = 5
@@ -195,39 +179,12 @@ async def seed_small(factory: SessionFactory, data: Circle1M) -> None:
 # --- backends -------------------------------------------------------------------------------------------------------
 
 
-class Backend:
-    name: str
-    url: str
-    schema: str | None = None
-
-    async def create(self) -> None: ...
-    async def bulk_load(self, chunks: Iterator[Chunk]) -> None: ...
-    async def analyze(self) -> None: ...
-    async def drop(self) -> None: ...
-
-    def describe(self) -> str:
-        return self.url if self.schema is None else f"{self.url} (schema {self.schema})"
-
-
-def _sqlite_time(value: datetime | None) -> str | None:
-    # What SQLAlchemy's SQLite DateTime stores: naive UTC text with microseconds.
-    return None if value is None else value.strftime("%Y-%m-%d %H:%M:%S.%f")
-
-
-class SQLiteBackend(Backend):
-    name = "sqlite"
-
+class SQLiteBackend(common.SQLiteBackend[Iterator[Chunk]]):
     def __init__(self, keep: bool) -> None:
-        self.keep = keep
-        self.directory = Path(tempfile.mkdtemp(prefix="bench_feed_"))
-        self.path = self.directory / "quanzi.db"
-        self.url = sqlite_url(self.path)
+        super().__init__("bench_feed", keep)
 
     def _load(self, chunks: Iterator[Chunk]) -> None:
-        connection = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            connection.execute("PRAGMA synchronous=OFF")  # bulk load only; the app's engine sets NORMAL again
-            connection.execute("PRAGMA foreign_keys=ON")
+        with self.bulk_connection() as connection:
             connection.execute("PRAGMA cache_size=-262144")
             posts_sql = f"INSERT INTO posts ({', '.join(POST_COLUMNS)}) VALUES ({', '.join('?' * len(POST_COLUMNS))})"
             reactions_sql = f"INSERT INTO reactions ({', '.join(REACTION_COLUMNS)}) VALUES (?, ?, ?, ?)"
@@ -235,68 +192,25 @@ class SQLiteBackend(Backend):
                             f"VALUES ({', '.join('?' * len(COMMENT_COLUMNS))})")
             for chunk in chunks:
                 connection.execute("BEGIN")
-                connection.executemany(posts_sql, ((*p[:6], _sqlite_time(p[6]), _sqlite_time(p[7]),
-                                                    _sqlite_time(p[8])) for p in chunk.posts))
-                connection.executemany(reactions_sql, ((*r[:3], _sqlite_time(r[3])) for r in chunk.reactions))
-                connection.executemany(comments_sql, ((*c[:5], _sqlite_time(c[5]), None) for c in chunk.comments))
+                connection.executemany(posts_sql, ((*p[:6], sqlite_time(p[6]), sqlite_time(p[7]),
+                                                    sqlite_time(p[8])) for p in chunk.posts))
+                connection.executemany(reactions_sql, ((*r[:3], sqlite_time(r[3])) for r in chunk.reactions))
+                connection.executemany(comments_sql, ((*c[:5], sqlite_time(c[5]), None) for c in chunk.comments))
                 connection.execute("COMMIT")
-        finally:
-            connection.close()
 
-    async def bulk_load(self, chunks: Iterator[Chunk]) -> None:
-        await asyncio.to_thread(self._load, chunks)
-
-    def _analyze(self) -> None:
-        connection = sqlite3.connect(self.path, isolation_level=None)
-        try:
-            connection.execute("ANALYZE")
-            connection.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        finally:
-            connection.close()
-
-    async def analyze(self) -> None:
-        await asyncio.to_thread(self._analyze)
-
-    async def drop(self) -> None:
-        if self.keep:
-            print(f"  kept {self.path}")
-        else:
-            shutil.rmtree(self.directory, ignore_errors=True)
-
-    def describe(self) -> str:
-        size = sum(p.stat().st_size for p in self.directory.iterdir()) if self.directory.exists() else 0
-        return f"{self.path} ({size / 1e6:.0f} MB)"
+    async def bulk_load(self, rows: Iterator[Chunk]) -> None:
+        await asyncio.to_thread(self._load, rows)
 
 
-class PostgresBackend(Backend):
-    name = "postgres"
-
+class PostgresBackend(common.PostgresBackend[Iterator[Chunk]]):
     def __init__(self, url: str, keep: bool) -> None:
-        self.url = url
-        self.dsn = url.replace("postgresql+asyncpg://", "postgresql://", 1)
-        self.schema = f"bench_feed_{secrets.token_hex(4)}"
-        self.keep = keep
+        super().__init__(url, keep, prefix="bench_feed", setting="shared_buffers",
+                         tables=("users", "circles", "circle_sections", "circle_members", "posts", "reactions",
+                                 "comments"))
 
-    @asynccontextmanager
-    async def _connect(self) -> AsyncIterator[asyncpg.Connection]:
-        connection = await asyncpg.connect(self.dsn, server_settings={"search_path": str(self.schema)})
-        try:
-            yield connection
-        finally:
-            await connection.close()
-
-    async def create(self) -> None:
-        connection = await asyncpg.connect(self.dsn)
-        try:
-            print(f"  PostgreSQL {await connection.fetchval('SHOW server_version')}, "
-                  f"shared_buffers {await connection.fetchval('SHOW shared_buffers')}")
-            await connection.execute(f'CREATE SCHEMA "{self.schema}"')
-        finally:
-            await connection.close()
-
-    async def bulk_load(self, chunks: Iterator[Chunk]) -> None:
-        async with self._connect() as connection:
-            for chunk in chunks:
+    async def bulk_load(self, rows: Iterator[Chunk]) -> None:
+        async with self.connect() as connection:
+            for chunk in rows:
                 async with connection.transaction():
                     await connection.copy_records_to_table("posts", records=chunk.posts, columns=POST_COLUMNS,
                                                            schema_name=self.schema)
@@ -304,58 +218,17 @@ class PostgresBackend(Backend):
                                                            columns=REACTION_COLUMNS, schema_name=self.schema)
                     await connection.copy_records_to_table("comments", records=chunk.comments,
                                                            columns=COMMENT_COLUMNS, schema_name=self.schema)
-            for table in ("posts", "comments"):  # ids were given explicitly: move the sequences past them
-                await connection.execute(f"SELECT setval(pg_get_serial_sequence('{self.schema}.{table}', 'id'), "
-                                         f"(SELECT coalesce(max(id), 1) FROM {table}))")
+            await self.move_sequences(connection, ("posts", "comments"))  # ids were given explicitly
 
-    async def analyze(self) -> None:
-        async with self._connect() as connection:
-            # VACUUM too, so index-only scans see an all-visible table, as on a settled production database.
-            for table in ("users", "circles", "circle_sections", "circle_members", "posts", "reactions", "comments"):
-                await connection.execute(f"VACUUM (ANALYZE) {table}")
 
-    async def drop(self) -> None:
-        if self.keep:
-            print(f"  kept schema {self.schema}")
-            return
-        connection = await asyncpg.connect(self.dsn)
-        try:
-            await connection.execute(f'DROP SCHEMA IF EXISTS "{self.schema}" CASCADE')
-        finally:
-            await connection.close()
+Backend = common.Backend[Iterator[Chunk]]
 
 
 # --- measuring ------------------------------------------------------------------------------------------------------
 
 
-def loadavg() -> str:
-    return " ".join(f"{value:.2f}" for value in os.getloadavg())
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
-
-
-@dataclass
-class Row:
-    backend: str
-    path: str
-    kind: str
-    seconds: list[float]  # wall time per page
-    cpu: list[float]  # this process's CPU time per page (all its threads): less sensitive to a busy machine
-
-    def line(self) -> str:
-        ms = [s * 1000 for s in self.seconds]
-        p99 = percentile(ms, 99)
-        verdict = "yes" if p99 <= GOAL_MS else "NO"
-        return (f"{self.backend:<18} {self.path:<8} {self.kind:<14} {len(ms):>6} {percentile(ms, 50):>8.2f} "
-                f"{percentile(ms, 90):>8.2f} {p99:>8.2f} {max(ms):>8.2f}   {verdict:<8} "
-                f"{percentile(self.cpu, 50) * 1000:>8.2f} {percentile(self.cpu, 99) * 1000:>8.2f}")
-
-
-HEADER = (f"{'backend':<18} {'path':<8} {'page kind':<14} {'pages':>6} {'p50 ms':>8} {'p90 ms':>8} {'p99 ms':>8} "
-          f"{'max ms':>8}   p99<=5ms {'cpu p50':>8} {'cpu p99':>8}")
+TABLE = common.Table(labels=(("backend", 18), ("path", 8), ("page kind", 14)), count=("pages", 6), goal_ms=GOAL_MS)
+HEADER = TABLE.header()
 
 
 @dataclass
@@ -364,8 +237,9 @@ class Timings:
     cpu: dict[str, list[float]] = field(default_factory=lambda: defaultdict(list))
 
     def rows(self, backend: str, path: str) -> list[Row]:
-        rows = [Row(backend, path, kind, self.wall[kind], self.cpu[kind]) for kind in KINDS]
-        rows.append(Row(backend, path, "all", [s for r in rows for s in r.seconds], [s for r in rows for s in r.cpu]))
+        rows = [Row(TABLE, (backend, path, kind), self.wall[kind], self.cpu[kind]) for kind in KINDS]
+        rows.append(Row(TABLE, (backend, path, "all"), [s for r in rows for s in r.seconds],
+                        [s for r in rows for s in r.cpu]))
         return rows
 
 
@@ -415,50 +289,25 @@ async def measure_service(factory: SessionFactory, data: Circle1M, pages: int, w
 
 async def measure_http(backend: Backend, data: Circle1M, requests: int, warmup: int,
                        rng: random.Random) -> Timings:
-    with tempfile.TemporaryDirectory(prefix="bench_feed_http_") as data_dir:
-        settings = Settings(secret_key=secrets.token_urlsafe(48), data_dir=Path(data_dir),
-                            database_url=backend.url, database_schema=backend.schema,
-                            password_hash_time_cost=1, password_hash_memory_kib=1024)
-        server = TestServer(create_app(settings), host="127.0.0.1")
-        await server.start_server()
-        try:
-            async with aiohttp.ClientSession(cookie_jar=aiohttp.DummyCookieJar()) as client:
-                email, password = f"reader-{secrets.token_hex(4)}@bench.example", secrets.token_urlsafe(16)
-                async with client.post(server.make_url("/api/auth/register"),
-                                       json={"email": email, "password": password, "display_name": "Reader"}) as r:
-                    assert r.status == 201, await r.text()
-                    user_id = (await r.json())["user"]["id"]
-                async with client.post(server.make_url("/api/auth/token"),
-                                       json={"email": email, "password": password}) as r:
-                    assert r.status == 201, await r.text()
-                    token = (await r.json())["token"]
-                engine = make_engine(backend.url, backend.schema)
-                try:
-                    async with make_session_factory(engine)() as db, db.begin():
-                        db.add(CircleMember(circle_id=data.circle_id, user_id=user_id, role=CircleRole.MEMBER))
-                finally:
-                    await engine.dispose()
-                headers = {"Authorization": f"Bearer {token}"}
-                url = server.make_url(f"/api/circles/{data.circle_id}/posts")
-                timings = Timings()
-                for index, kind in enumerate(plan(warmup, rng) + plan(requests, rng)):
-                    section, before = page_args(kind, data, rng)
-                    params = {"limit": str(PAGE_SIZE)}
-                    if section is not None:
-                        params["section_id"] = str(section)
-                    if before is not None:
-                        params["before"] = str(before)
-                    cpu, started = time.process_time(), time.perf_counter()
-                    async with client.get(url, params=params, headers=headers) as response:
-                        body = await response.read()
-                    elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
-                    assert response.status == 200, body[:500]
-                    if index >= warmup:
-                        timings.wall[kind].append(elapsed)
-                        timings.cpu[kind].append(cpu)
-                return timings
-        finally:
-            await server.close()
+    async with common.http_client(backend, data.circle_id, CircleRole.MEMBER, "Reader", "bench_feed") as http:
+        url = http.server.make_url(f"/api/circles/{data.circle_id}/posts")
+        timings = Timings()
+        for index, kind in enumerate(plan(warmup, rng) + plan(requests, rng)):
+            section, before = page_args(kind, data, rng)
+            params = {"limit": str(PAGE_SIZE)}
+            if section is not None:
+                params["section_id"] = str(section)
+            if before is not None:
+                params["before"] = str(before)
+            cpu, started = time.process_time(), time.perf_counter()
+            async with http.client.get(url, params=params, headers=http.headers) as response:
+                body = await response.read()
+            elapsed, cpu = time.perf_counter() - started, time.process_time() - cpu
+            assert response.status == 200, body[:500]
+            if index >= warmup:
+                timings.wall[kind].append(elapsed)
+                timings.cpu[kind].append(cpu)
+        return timings
 
 
 # --- where the time goes: per-statement timings and plans ------------------------------------------------------------
@@ -485,51 +334,13 @@ def query_name(statement: str) -> str:
     return s[:40]
 
 
-def statement_shape(statement: str) -> str:
-    """The statement with its IN lists and parameter numbers folded, so pages of any size share one shape."""
-    shape = re.sub(r"\$\d+", "$n", " ".join(statement.split()))
-    return re.sub(r"\((?:\?|\$n(?:::\w+)?)(?:, (?:\?|\$n(?:::\w+)?))*\)", "(...)", shape)
-
-
-class StatementTimer:
-    """Times every statement sent through an engine (cursor execute, which includes fetching the rows)."""
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.times: dict[str, list[float]] = defaultdict(list)
-        self.kind = ""
-        self.samples: dict[str, tuple[str, str, Any]] = {}  # statement shape -> (page kind, statement, parameters)
-
-    def __enter__(self) -> StatementTimer:
-        event.listen(self.engine.sync_engine, "before_cursor_execute", self._before)
-        event.listen(self.engine.sync_engine, "after_cursor_execute", self._after)
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        event.remove(self.engine.sync_engine, "before_cursor_execute", self._before)
-        event.remove(self.engine.sync_engine, "after_cursor_execute", self._after)
-
-    def _before(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, _many: bool) -> None:
-        if context is not None:
-            context._bench_started = time.perf_counter()
-
-    def _after(self, _conn: Any, _cursor: Any, statement: str, parameters: Any, context: Any, _many: bool) -> None:
-        started = getattr(context, "_bench_started", None)
-        if started is None:
-            return
-        name = query_name(statement)
-        self.times[name].append(time.perf_counter() - started)
-        if name != "BEGIN":
-            self.samples.setdefault(statement_shape(statement), (self.kind, statement, parameters))
-
-
 async def breakdown(
     engine: AsyncEngine, factory: SessionFactory, data: Circle1M, pages: int, rng: random.Random
-) -> tuple[dict[str, dict[str, list[float]]], list[tuple[str, str, Any]]]:
+) -> tuple[dict[str, dict[str, list[float]]], list[common.Sample]]:
     """Per page kind, per statement: how long each of the feed's queries takes; and one sample of each statement."""
     actor = policy.Actor(user_id=data.member_ids[7], is_site_admin=False)
     result: dict[str, dict[str, list[float]]] = {}
-    with StatementTimer(engine) as timer:
+    with common.StatementTimer(engine, query_name) as timer:
         for kind in KINDS:
             timer.times, timer.kind = defaultdict(list), kind
             for _ in range(pages):
@@ -541,28 +352,11 @@ async def breakdown(
     return result, list(timer.samples.values())
 
 
-async def explain(engine: AsyncEngine, samples: list[tuple[str, str, Any]]) -> None:
-    """The plan of each distinct statement the feed sent, with the parameters of one real page."""
-    sqlite = engine.dialect.name == "sqlite"
-    prefix = "EXPLAIN QUERY PLAN " if sqlite else "EXPLAIN (ANALYZE, BUFFERS) "
-    async with engine.connect() as connection:
-        for kind, statement, parameters in samples:
-            rows = (await connection.exec_driver_sql(prefix + statement, tuple(parameters))).all()
-            print(f"\n  -- {query_name(statement)} (from a {kind} page)\n  {' '.join(statement.split())}\n"
-                  f"  params {tuple(parameters)}")
-            for row in rows:
-                print("    " + (str(row[-1]) if sqlite else str(row[0])))
-        await connection.rollback()
+def explain_title(sample: common.Sample) -> str:
+    return f"{query_name(sample.statement)} (from a {sample.kind} page)"
 
 
 # --- one backend, start to finish -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Outcome:
-    rows: list[Row]
-    load: dict[str, float]
-    data: Circle1M
 
 
 async def run_backend(backend: Backend, args: argparse.Namespace) -> Outcome:
@@ -572,81 +366,69 @@ async def run_backend(backend: Backend, args: argparse.Namespace) -> Outcome:
     rows: list[Row] = []
     label = backend.name
     print(f"\n=== {label}: {args.posts:,} posts ===")
-    try:
-        started = time.perf_counter()
-        await backend.create()
-        engine = make_engine(backend.url, backend.schema)
-        try:
-            await upgrade(engine)
-            load["migrate"] = time.perf_counter() - started
-            factory = make_session_factory(engine)
-            await seed_small(factory, data)
+    started = time.perf_counter()
+    async with common.migrated(backend) as engine:
+        load["migrate"] = time.perf_counter() - started
+        factory = make_session_factory(engine)
+        await seed_small(factory, data)
 
-            step = time.perf_counter()
-            await backend.bulk_load(generate(data, args.seed))
-            load["bulk load"] = time.perf_counter() - step
-            print(f"  loaded {data.posts:,} posts, {data.reactions:,} reactions, {data.comments:,} comments, "
-                  f"{len(data.pinned)} pinned in {load['bulk load']:.1f} s")
-            step = time.perf_counter()
-            await backend.analyze()
-            load["analyze"] = time.perf_counter() - step
-            load["total build"] = time.perf_counter() - started
-            print(f"  analyze {load['analyze']:.1f} s; database {backend.describe()}")
-            # A fresh pool after the bulk load, as a freshly started server would have.
-            await engine.dispose()
+        step = time.perf_counter()
+        await backend.bulk_load(generate(data, args.seed))
+        load["bulk load"] = time.perf_counter() - step
+        print(f"  loaded {data.posts:,} posts, {data.reactions:,} reactions, {data.comments:,} comments, "
+              f"{len(data.pinned)} pinned in {load['bulk load']:.1f} s")
+        step = time.perf_counter()
+        await backend.analyze()
+        load["analyze"] = time.perf_counter() - step
+        load["total build"] = time.perf_counter() - started
+        print(f"  analyze {load['analyze']:.1f} s; database {backend.describe()}")
+        # A fresh pool after the bulk load, as a freshly started server would have.
+        await engine.dispose()
 
-            print(f"  load average before measuring: {loadavg()}")
+        print(f"  load average before measuring: {loadavg()}")
+        step = time.perf_counter()
+        timings = await measure_service(factory, data, args.pages, args.warmup, rng)
+        load["measure service"] = time.perf_counter() - step
+        rows += timings.rows(label, "service")
+        print(HEADER)
+        for row in rows:
+            print(row.line())
+
+        if args.http_requests:
             step = time.perf_counter()
-            timings = await measure_service(factory, data, args.pages, args.warmup, rng)
-            load["measure service"] = time.perf_counter() - step
-            rows += timings.rows(label, "service")
-            print(HEADER)
-            for row in rows:
+            http = await measure_http(backend, data, args.http_requests, args.warmup // 4, rng)
+            load["measure http"] = time.perf_counter() - step
+            rows += http.rows(label, "HTTP")
+            for row in rows[-len(KINDS) - 1:]:
                 print(row.line())
 
-            if args.http_requests:
-                step = time.perf_counter()
-                http = await measure_http(backend, data, args.http_requests, args.warmup // 4, rng)
-                load["measure http"] = time.perf_counter() - step
-                rows += http.rows(label, "HTTP")
-                for row in rows[-len(KINDS) - 1:]:
-                    print(row.line())
-
-            print(f"  load average after measuring: {loadavg()}")
-            if args.breakdown_pages:
-                per_kind, samples = await breakdown(engine, factory, data, args.breakdown_pages, rng)
-                print(f"\n  per-query time, ms (median / p99 over {args.breakdown_pages} pages per kind; "
-                      "cursor execute incl. fetch):")
-                names = sorted({name for kind in per_kind.values() for name in kind})
-                print(f"  {'query':<30}" + "".join(f"{kind:>24}" for kind in KINDS))
-                for name in names:
-                    cells = []
-                    for kind in KINDS:
-                        values = per_kind[kind].get(name)
-                        cells.append(f"{statistics.median(values) * 1000:>10.3f} / "
-                                     f"{percentile(values, 99) * 1000:>8.3f}" if values else f"{'-':>21}")
-                    print(f"  {name:<30}" + "".join(f"{cell:>24}" for cell in cells))
-                # Medians of each query, summed: what the database part of a page costs, against the page's own time.
-                sums = [sum(statistics.median(v) for v in per_kind[kind].values()) * 1000 for kind in KINDS]
-                print(f"  {'sum of medians':<30}" + "".join(f"{total:>10.3f}{'':>14}" for total in sums))
-                counts = [sum(len(v) for v in per_kind[kind].values()) / args.breakdown_pages for kind in KINDS]
-                print(f"  {'statements per page':<30}" + "".join(f"{count:>10.1f}{'':>14}" for count in counts))
-                print("  (COMMIT, and on PostgreSQL BEGIN too, go to the driver outside these statement events)")
-                if args.explain:
-                    await explain(engine, samples)
-        finally:
-            await engine.dispose()
-    finally:
-        await backend.drop()
-    return Outcome(rows, load, data)
-
-
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt  # so a plain `kill` still runs the clean-up (drop the schema, remove the file)
+        print(f"  load average after measuring: {loadavg()}")
+        if args.breakdown_pages:
+            per_kind, samples = await breakdown(engine, factory, data, args.breakdown_pages, rng)
+            print(f"\n  per-query time, ms (median / p99 over {args.breakdown_pages} pages per kind; "
+                  "cursor execute incl. fetch):")
+            names = sorted({name for kind in per_kind.values() for name in kind})
+            print(f"  {'query':<30}" + "".join(f"{kind:>24}" for kind in KINDS))
+            for name in names:
+                cells = []
+                for kind in KINDS:
+                    values = per_kind[kind].get(name)
+                    cells.append(f"{statistics.median(values) * 1000:>10.3f} / "
+                                 f"{percentile(values, 99) * 1000:>8.3f}" if values else f"{'-':>21}")
+                print(f"  {name:<30}" + "".join(f"{cell:>24}" for cell in cells))
+            # Medians of each query, summed: what the database part of a page costs, against the page's own time.
+            sums = [sum(statistics.median(v) for v in per_kind[kind].values()) * 1000 for kind in KINDS]
+            print(f"  {'sum of medians':<30}" + "".join(f"{total:>10.3f}{'':>14}" for total in sums))
+            counts = [sum(len(v) for v in per_kind[kind].values()) / args.breakdown_pages for kind in KINDS]
+            print(f"  {'statements per page':<30}" + "".join(f"{count:>10.1f}{'':>14}" for count in counts))
+            print("  (COMMIT, and on PostgreSQL BEGIN too, go to the driver outside these statement events)")
+            if args.explain:
+                await common.explain(engine, samples, explain_title)
+    return Outcome(rows, load)
 
 
 def main() -> None:
-    signal.signal(signal.SIGTERM, _interrupt)
+    common.drop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--posts", type=int, default=1_000_000)
     parser.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
@@ -656,31 +438,16 @@ def main() -> None:
     parser.add_argument("--breakdown-pages", type=int, default=50,
                         help="pages per kind for the per-query table; 0 skips it")
     parser.add_argument("--explain", action="store_true", help="print the plan of each query the feed issues")
-    parser.add_argument("--postgres-url", default=DEFAULT_POSTGRES_URL)
-    parser.add_argument("--seed", type=int, default=20241)
-    parser.add_argument("--keep", action="store_true", help="keep the database (SQLite file / PostgreSQL schema)")
+    common.add_database_arguments(parser, seed=20241)
     args = parser.parse_args()
     if args.posts < 10 * PAGE_SIZE * SECTIONS:
         parser.error(f"--posts must be at least {10 * PAGE_SIZE * SECTIONS}")
 
-    print(f"python {platform.python_version()}, SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, "
-          f"{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, load average {loadavg()}")
-    backends: list[Callable[[], Backend]] = []
-    if args.backend in ("sqlite", "both"):
-        backends.append(lambda: SQLiteBackend(args.keep))
-    if args.backend in ("postgres", "both"):
-        backends.append(lambda: PostgresBackend(args.postgres_url, args.keep))
-    outcomes = [asyncio.run(run_backend(make(), args)) for make in backends]
-
-    print("\n=== results (feed page of 20, one transaction per page) ===")
-    print(HEADER)
-    for outcome in outcomes:
-        for row in outcome.rows:
-            print(row.line())
-    print()
-    for outcome in outcomes:
-        backend = outcome.rows[0].backend if outcome.rows else "?"
-        print(f"{backend:<18} " + ", ".join(f"{name} {seconds:.1f} s" for name, seconds in outcome.load.items()))
+    print(common.machine())
+    outcomes = common.run_each(args.backend, lambda: SQLiteBackend(args.keep),
+                               lambda: PostgresBackend(args.postgres_url, args.keep),
+                               lambda backend: run_backend(backend, args))
+    common.print_results("feed page of 20, one transaction per page", TABLE, outcomes)
 
 
 if __name__ == "__main__":
