@@ -26,6 +26,13 @@ What is touched, and why:
   pylibsrtp's ``Session._srtp`` / ``_cdata`` / ``_buffer`` with ``lib.srtp_protect``. aiortc's own path is a
   chain of coroutines per packet and pylibsrtp allocates per call; the direct path is what makes hundreds of
   subscribers per core possible, and the kernel refusing a packet (full SO_SNDBUF) is the relay's signal to drop.
+* :class:`Numbering` rewrites the offers ``RTCPeerConnection.createOffer`` makes: aiortc resets every transceiver's
+  ``_codecs`` and ``_headerExtensions`` to its defaults (VP8 97, RTX 98, Opus 96; extension ids mid 1, abs-send-time
+  3, audio-level 2) on each offer, whatever was negotiated before. A renegotiation would then renumber the m-lines
+  a browser publishes on (Chromium picks VP8 96 / RTX 97 when it offers first): the browser follows the new
+  numbering and the relay's receiver, whose payload types were fixed when it started, drops every packet (its
+  RTX type is the browser's new VP8 type); and the browser refuses extension ids that change on an active m-line.
+  It reads ``_codecs`` / ``_headerExtensions`` and sets them back.
 * :func:`harden_ice` wraps aioice ``StunProtocol.datagram_received`` (``Connection._protocols``): aioice queues any
   non-STUN datagram from anyone, and aiortc's DTLS loop indexes ``data[0]``, so one empty datagram would kill the
   connection.
@@ -47,10 +54,17 @@ from typing import Any, Final
 import aioice.ice
 import aiortc
 import pylibsrtp
-from aiortc import RTCIceCandidate, RTCPeerConnection, RTCRtpReceiver, RTCRtpSender, RTCRtpTransceiver
+from aiortc import (
+    RTCIceCandidate,
+    RTCPeerConnection,
+    RTCRtpReceiver,
+    RTCRtpSender,
+    RTCRtpTransceiver,
+    RTCSessionDescription,
+)
 from aiortc.codecs import is_rtx
 from aiortc.rtcdtlstransport import RTCDtlsTransport, State
-from aiortc.rtcrtpparameters import RTCRtpCodecParameters
+from aiortc.rtcrtpparameters import RTCRtpCodecParameters, RTCRtpHeaderExtensionParameters
 from aiortc.rtcrtpreceiver import StreamStatistics
 from aiortc.rtp import (
     RTCP_PSFB_APP,
@@ -356,8 +370,162 @@ async def close_connection(pc: RTCPeerConnection) -> None:
         await transceiver.sender.stop()
 
 
+_BROWSER_EXTENSION_IDS: Final = {
+    # Chromium's own defaults: a browser that adds an m-line proposes these, so an unused one is the safe choice.
+    "urn:ietf:params:rtp-hdrext:ssrc-audio-level": 1,
+    "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 2,
+    "http://www.ietf.org/id/draft-holmer-rmcat-transport-wide-cc-extensions-01": 3,
+    "urn:ietf:params:rtp-hdrext:sdes:mid": 4,
+    "urn:ietf:params:rtp-hdrext:toffset": 14,
+}
+_MAX_ONE_BYTE_ID: Final = 14
+_DYNAMIC_PAYLOAD_TYPES: Final = range(96, 128)
+_LOWER_DYNAMIC_PAYLOAD_TYPES: Final = range(35, 64)
+
+
+def _codec_key(codec: RTCRtpCodecParameters) -> tuple[str, int, int]:
+    return (codec.mimeType.lower(), codec.clockRate, codec.channels or 1)
+
+
+class Numbering:
+    """One connection's payload types and header extension ids, kept stable across its renegotiations.
+
+    In a BUNDLE every m-line shares one transport: a payload type or an extension id must mean the same thing on
+    all of them, and must not change on an m-line once negotiated (browsers refuse both). :meth:`learn` reads every
+    description exchanged (the client's choices win); :meth:`create_offer` makes the relay's offer keep each
+    negotiated m-line's numbering and number new m-lines consistently with the rest of the session.
+    """
+
+    def __init__(self) -> None:
+        self._extension_ids: dict[str, int] = {}  # uri -> id
+        self._extension_uris: dict[int, str] = {}  # id -> uri
+        self._payload_types: dict[tuple[str, int, int], int] = {}  # codec -> payload type (not RTX)
+        self._rtx_types: dict[int, int] = {}  # apt -> RTX payload type
+        self._taken: set[int] = set()  # payload types in use for anything
+
+    def learn(self, sdp: str) -> None:
+        """Remember the numbering of one description (the client's or the relay's). Malformed SDP is ignored."""
+        try:
+            description = SessionDescription.parse(sdp)
+        except Exception:
+            return
+        for media in description.media:
+            if media.kind not in ("audio", "video"):
+                continue
+            for extension in media.rtp.headerExtensions:
+                self._extension_ids.setdefault(extension.uri, extension.id)
+                self._extension_uris.setdefault(extension.id, extension.uri)
+            for codec in media.rtp.codecs:
+                if codec.payloadType is None:
+                    continue
+                self._taken.add(codec.payloadType)
+                apt = codec.parameters.get("apt")
+                if is_rtx(codec):
+                    if isinstance(apt, int):
+                        self._rtx_types.setdefault(apt, codec.payloadType)
+                else:
+                    self._payload_types.setdefault(_codec_key(codec), codec.payloadType)
+
+    async def create_offer(self, pc: RTCPeerConnection) -> RTCSessionDescription:
+        """``pc.createOffer()``, with negotiated m-lines numbered as negotiated and new ones consistently."""
+        negotiated = {
+            transceiver: (list(transceiver._codecs), list(transceiver._headerExtensions))
+            for transceiver in pc.getTransceivers()
+            if transceiver.mid is not None and transceiver._codecs
+        }
+        offer = await pc.createOffer()
+        description = SessionDescription.parse(offer.sdp)
+        # createOffer numbered each transceiver's m-line; new ones get their mid only in setLocalDescription.
+        by_index = {transceiver._get_mline_index(): transceiver for transceiver in pc.getTransceivers()}
+        for index, media in enumerate(description.media):
+            if media.kind not in ("audio", "video"):
+                continue
+            transceiver = by_index.get(index)
+            if transceiver is None or transceiver.kind != media.kind:
+                continue
+            if transceiver in negotiated:
+                codecs, extensions = negotiated[transceiver]
+            else:
+                codecs = self._number_codecs(list(transceiver._codecs))
+                extensions = self._number_extensions(list(transceiver._headerExtensions))
+            transceiver._codecs = codecs
+            transceiver._headerExtensions = extensions
+            media.fmt = [codec.payloadType for codec in codecs]
+            media.rtp.codecs = codecs
+            media.rtp.headerExtensions = extensions
+        sdp = str(description)
+        self.learn(sdp)
+        return RTCSessionDescription(sdp=sdp, type="offer")
+
+    def _free_payload_type(self, preferred: int | None) -> int:
+        if preferred is not None and preferred not in self._taken:
+            return preferred
+        # Chromium offers dozens of codecs and fills 96-127, then goes on at 35-63 (RFC 3551 leaves them unassigned).
+        free = (pt for pt in (*_DYNAMIC_PAYLOAD_TYPES, *_LOWER_DYNAMIC_PAYLOAD_TYPES) if pt not in self._taken)
+        return next(free, preferred if preferred is not None else 96)
+
+    def _number_codecs(self, codecs: list[RTCRtpCodecParameters]) -> list[RTCRtpCodecParameters]:
+        renumbered: dict[int, int] = {}  # aiortc's default payload type -> the session's
+        result = []
+        for codec in codecs:
+            if is_rtx(codec):
+                continue
+            key = _codec_key(codec)
+            pt = self._payload_types.get(key)
+            if pt is None:
+                pt = self._free_payload_type(codec.payloadType)
+                self._payload_types[key] = pt
+                self._taken.add(pt)
+            if codec.payloadType is not None:
+                renumbered[codec.payloadType] = pt
+            result.append(RTCRtpCodecParameters(
+                mimeType=codec.mimeType, clockRate=codec.clockRate, channels=codec.channels, payloadType=pt,
+                rtcpFeedback=list(codec.rtcpFeedback), parameters=dict(codec.parameters),
+            ))
+        for codec in codecs:
+            apt = codec.parameters.get("apt")
+            if not is_rtx(codec) or apt not in renumbered:
+                continue
+            apt = renumbered[apt]
+            pt = self._rtx_types.get(apt)
+            if pt is None:
+                pt = self._free_payload_type(codec.payloadType)
+                self._rtx_types[apt] = pt
+                self._taken.add(pt)
+            # Each RTX right after its codec, as aiortc orders them.
+            index = next(i for i, c in enumerate(result) if c.payloadType == apt) + 1
+            result.insert(index, RTCRtpCodecParameters(
+                mimeType=codec.mimeType, clockRate=codec.clockRate, channels=codec.channels, payloadType=pt,
+                rtcpFeedback=list(codec.rtcpFeedback), parameters={**codec.parameters, "apt": apt},
+            ))
+        return result
+
+    def _number_extensions(
+        self, extensions: list[RTCRtpHeaderExtensionParameters]
+    ) -> list[RTCRtpHeaderExtensionParameters]:
+        result = []
+        for extension in extensions:
+            ext_id = self._extension_ids.get(extension.uri)
+            if ext_id is None:
+                preferred = _BROWSER_EXTENSION_IDS.get(extension.uri)
+                candidates = ([preferred] if preferred is not None else []) + list(range(1, _MAX_ONE_BYTE_ID + 1))
+                free = next((i for i in candidates if i not in self._extension_uris), None)
+                if free is None:
+                    continue  # every one-byte id is taken: not offering an extension is always safe
+                ext_id = free
+                self._extension_ids[extension.uri] = ext_id
+                self._extension_uris[ext_id] = extension.uri
+            result.append(RTCRtpHeaderExtensionParameters(id=ext_id, uri=extension.uri))
+        return result
+
+
 def dtls_transport(transceiver: RTCRtpTransceiver) -> RTCDtlsTransport:
     return transceiver.sender.transport
+
+
+def dtls_connected(transceiver: RTCRtpTransceiver) -> bool:
+    """Whether ``transceiver``'s DTLS transport has its SRTP keys (what :meth:`Wire.send` needs)."""
+    return bool(transceiver.sender.transport._state is State.CONNECTED)
 
 
 def harden_ice(pc: RTCPeerConnection, on_dropped: Callable[[], None]) -> None:
@@ -462,8 +630,14 @@ def check_internals() -> list[str]:
     if params(RTCRtpSender._handle_rtcp_packet) != ["self", "packet"]:
         problems.append("RTCRtpSender._handle_rtcp_packet(self, packet) changed")
 
-    if "_codecs" not in names(RTCRtpTransceiver.__init__):
-        problems.append("RTCRtpTransceiver.__init__ no longer sets _codecs")
+    for attribute in ("_codecs", "_headerExtensions"):
+        if attribute not in names(RTCRtpTransceiver.__init__):
+            problems.append(f"RTCRtpTransceiver.__init__ no longer sets {attribute}")
+    if not callable(getattr(RTCRtpTransceiver, "_get_mline_index", None)):
+        problems.append("RTCRtpTransceiver._get_mline_index is gone")
+    create_offer = names(RTCPeerConnection.createOffer)
+    if "_codecs" not in create_offer or "_headerExtensions" not in create_offer:
+        problems.append("RTCPeerConnection.createOffer no longer resets _codecs/_headerExtensions (Numbering)")
 
     if "_handle_rtp_packet" not in names(RTCDtlsTransport._handle_rtp_data):
         problems.append("RTCDtlsTransport._handle_rtp_data no longer calls receiver._handle_rtp_packet")

@@ -276,6 +276,7 @@ class _Peer:
         self._max_buffer = max_buffer
         self._wires: dict[int, adapter.Wire] = {}
         self._sent_snapshot = (0, 0)
+        self.numbering = adapter.Numbering()
 
     @property
     def video_off(self) -> bool:
@@ -345,6 +346,11 @@ class Relay:
         def on_state() -> None:
             if pc.connectionState == "failed" and not peer.closed:
                 self._spawn(self._connection_failed(peer))
+            elif pc.connectionState == "connected" and not peer.closed:
+                # Streams negotiated before the transport was up start now, on a keyframe requested now: one
+                # requested earlier would have come back while nothing could be sent, and been lost.
+                for sub in peer.subscriptions:
+                    self._apply(peer, sub)
 
         if any(True for _ in self._rooms[room_id].sources()):
             self._schedule_negotiation(peer)
@@ -361,11 +367,13 @@ class Relay:
                 raise NegotiationConflict("the relay's own offer is outstanding: answer it, then offer again")
             try:
                 await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="offer"))
+                peer.numbering.learn(sdp)
                 for transceiver in peer.pc.getTransceivers():
                     if transceiver.mid in published:
                         adapter.keep_codecs(transceiver, FORWARDED_CODEC[transceiver.kind])
                 answer = await peer.pc.createAnswer()
                 await peer.pc.setLocalDescription(answer)
+                peer.numbering.learn(answer.sdp)
             except MediaError:
                 raise
             except Exception as exc:  # aiortc raises ValueError, OperationError, InvalidStateError...
@@ -390,6 +398,7 @@ class Relay:
                 raise NegotiationConflict("no media_offer is waiting for an answer")
             try:
                 await peer.pc.setRemoteDescription(RTCSessionDescription(sdp=sdp, type="answer"))
+                peer.numbering.learn(sdp)
             except Exception as exc:
                 raise InvalidOffer(f"the answer could not be applied: {exc}") from exc
             self._refresh_subscriptions(peer)
@@ -568,7 +577,8 @@ class Relay:
                     peer.pending = False
                     if not self._sync_subscriptions(peer):
                         continue
-                    offer = await peer.pc.createOffer()
+                    # Not pc.createOffer() alone: it would renumber what is negotiated (see adapter.Numbering).
+                    offer = await peer.numbering.create_offer(peer.pc)
                     await peer.pc.setLocalDescription(offer)
                     adapter.harden_ice(peer.pc, self._dropped_datagram)
                     payload = {"sdp": peer.pc.localDescription.sdp, "tracks": peer.tracks()}
@@ -650,9 +660,18 @@ class Relay:
             self._apply(peer, sub)
 
     def _apply(self, peer: _Peer, sub: _Subscription) -> None:
-        """Start or stop one outgoing stream according to negotiation, its source and audio-only."""
+        """Start or stop one outgoing stream according to negotiation, its transport, its source and audio-only.
+
+        Not before the subscriber's DTLS transport is up: until then every packet is lost (no SRTP keys), the first
+        keyframe with them, and the subscriber would start decoding on frames that refer to it.
+        """
         stream = sub.stream
-        flowing = sub.negotiated and sub.source is not None and not (stream.is_video and peer.video_off)
+        flowing = (
+            sub.negotiated
+            and sub.source is not None
+            and not (stream.is_video and peer.video_off)
+            and adapter.dtls_connected(sub.transceiver)
+        )
         if flowing and not stream.active:
             stream.restart()
             stream.active = True

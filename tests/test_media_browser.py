@@ -180,3 +180,56 @@ async def test_chromium_publishes_and_two_chromium_pages_receive(server: tuple[T
             await context.close()
         finally:
             await browser.close()
+
+
+@pytest.mark.parametrize("audio", [False, True], ids=["camera-only", "camera-and-microphone"])
+async def test_a_receiver_that_starts_publishing_keeps_receiving(server: tuple[TestServer, Relay], audio: bool) -> None:
+    """The student publishes; the teacher, already receiving, turns on its own camera (its own offer, new m-lines).
+
+    Camera only: the relay's renegotiation with the student used to renumber the student's m-line (aiortc's VP8 97
+    where Chromium had picked 96, whose RTX was 97); Chromium followed and the relay dropped every packet as bad RTX.
+    With the microphone: the relay's offer reassigned extension id 1 on the student's active m-line, which Chromium
+    refuses. Neither page munges its SDP.
+    """
+    _require_chromium()
+    from playwright.async_api import async_playwright
+
+    test_server, relay = server
+    for user in (1, 2):
+        relay.set_allowed(ROOM, user, frozenset({Media.CAMERA, Media.MICROPHONE}))
+    base = f"http://127.0.0.1:{test_server.port}/media_page.html"
+    only = "" if audio else "&audio=0"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = await browser.new_context()
+            student = await context.new_page()
+            await student.goto(f"{base}?role=publish&peer=student&user=1{only}")
+            teacher = await context.new_page()
+            await teacher.goto(f"{base}?role=receive&peer=teacher&user=2{only}")
+
+            async def teacher_decodes() -> bool:
+                return (await _stats(teacher))["framesDecoded"] >= 10
+
+            async def both_decode() -> bool:
+                return (await _stats(student))["framesDecoded"] >= 10 and await teacher_decodes()
+
+            try:
+                await _until(teacher_decodes, 30, "the teacher decodes the student's camera")
+                await teacher.evaluate("window.startPublishing()")
+                await _until(both_decode, 30, "the student decodes the teacher's camera")
+            except BaseException:
+                for p in (student, teacher):
+                    print(await p.evaluate("window.mediaState"), await _stats(p))
+                print(relay.stats())
+                raise
+            first = [await _stats(p) for p in (student, teacher)]
+            await asyncio.sleep(3)
+            second = [await _stats(p) for p in (student, teacher)]
+            for before, after in zip(first, second, strict=True):
+                assert after["framesDecoded"] - before["framesDecoded"] > 30, (before, after)
+            for p in (student, teacher):
+                assert (await p.evaluate("window.mediaState"))["errors"] == []
+            await context.close()
+        finally:
+            await browser.close()

@@ -10,8 +10,10 @@ from __future__ import annotations
 import asyncio
 import fractions
 import gc
+import logging
 import math
 import os
+import re
 import socket
 import struct
 import threading
@@ -33,6 +35,7 @@ from aiortc import (
     VideoStreamTrack,
 )
 from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import SessionDescription
 
 from media import aiortc_adapter
 from media.relay import InvalidOffer, NegotiationConflict, Relay, RelayConfig
@@ -116,6 +119,7 @@ class Client:
         self.events: list[tuple[str, dict[str, Any]]] = []
         self.published: dict[str, RTCRtpTransceiver] = {}
         self.kinds: dict[str, str] = {}
+        self.rewrite: Callable[[str], str] | None = None  # what a browser would do differently to its offers
         self._consumers: list[asyncio.Task[None]] = []
         self.pc.on("track", self._on_track)
 
@@ -145,7 +149,10 @@ class Client:
 
     async def offer(self) -> None:
         await self.quiet()
-        await self.pc.setLocalDescription(await self.pc.createOffer())
+        offer = await self.pc.createOffer()
+        if self.rewrite is not None:
+            offer = RTCSessionDescription(sdp=self.rewrite(offer.sdp), type="offer")
+        await self.pc.setLocalDescription(offer)
         tracks = {
             t.mid: kind
             for kind, t in self.published.items()
@@ -580,3 +587,107 @@ async def test_nacks_are_answered_from_the_history(harness: Harness) -> None:
         # Generic NACK (RFC 4585 6.2.1): PID and an empty bitmask of following losses.
         assert wire.send(struct.pack("!BBHIIHH", 0x81, 205, 3, 0x1234, relay_ssrc, seq, 0)) == aiortc_adapter.SENT
     await until(lambda: harness.relay.stats()["nacks_answered"] >= before + 5, 3, "the relay retransmits")
+
+
+_CHROMIUM_VIDEO_PAYLOAD_TYPES = {97: 96, 98: 97}  # aiortc's VP8 and its RTX -> what Chromium picks offering first
+_CHROMIUM_EXTENSION_IDS = {
+    "urn:ietf:params:rtp-hdrext:sdes:mid": 4,
+    "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time": 2,
+}
+
+
+def _numbered_like_chromium(sdp: str) -> str:
+    """An aiortc video offer renumbered as Chromium numbers its first offer: VP8 96 / RTX 97, mid 4, abs-send-time 2."""
+
+    def pt(match: re.Match[str]) -> str:
+        return str(_CHROMIUM_VIDEO_PAYLOAD_TYPES.get(int(match.group(0)), int(match.group(0))))
+
+    lines = []
+    kind = ""
+    for line in sdp.split("\r\n"):
+        if line.startswith("m="):
+            kind = line[2:].split()[0]
+            if kind == "video":
+                head, fmts = line.split(" UDP/TLS/RTP/SAVPF ")
+                line = f"{head} UDP/TLS/RTP/SAVPF " + re.sub(r"\d+", pt, fmts)
+        elif kind == "video" and re.match(r"a=(rtpmap|rtcp-fb|fmtp):", line):
+            line = re.sub(r"(?<=:)\d+", pt, line, count=1)
+            line = re.sub(r"(?<=apt=)\d+", pt, line)
+        elif line.startswith("a=extmap:"):
+            uri = line.split()[1]
+            if uri in _CHROMIUM_EXTENSION_IDS:
+                line = f"a=extmap:{_CHROMIUM_EXTENSION_IDS[uri]} {uri}"
+        lines.append(line)
+    return "\r\n".join(lines)
+
+
+def _numbering(sdp: str) -> tuple[dict[str, tuple[dict[int, str], dict[int, str]]], list[str]]:
+    """Per mid: (payload type -> codec, extension id -> uri); and what clashes across the BUNDLE."""
+    description = SessionDescription.parse(sdp)
+    per_mid: dict[str, tuple[dict[int, str], dict[int, str]]] = {}
+    codecs: dict[int, str] = {}
+    uris: dict[int, str] = {}
+    ids: dict[str, int] = {}
+    clashes = []
+    for media in description.media:
+        types = {c.payloadType: f"{c.mimeType.lower()}/{c.parameters.get('apt', '')}" for c in media.rtp.codecs}
+        extensions = {e.id: e.uri for e in media.rtp.headerExtensions}
+        per_mid[media.rtp.muxId] = (types, extensions)
+        for payload_type, codec in types.items():
+            if codecs.setdefault(payload_type, codec) != codec:  # type: ignore[arg-type]
+                clashes.append(f"payload type {payload_type}: {codecs[payload_type]} and {codec}")  # type: ignore[index]
+        for ext_id, uri in extensions.items():
+            if uris.setdefault(ext_id, uri) != uri or ids.setdefault(uri, ext_id) != ext_id:
+                clashes.append(f"extension {ext_id} {uri}")
+    return per_mid, clashes
+
+
+async def test_a_subscriber_that_starts_publishing_keeps_receiving_and_is_received(harness: Harness) -> None:
+    """B publishes, numbered as Chromium numbers a first offer; A receives it, then publishes its own camera.
+
+    The relay then renegotiates with B to add A's camera. That offer must keep B's m-line numbered as B numbered it
+    (a browser follows the offer: renumbered, Chromium sent VP8 with the type the relay's receiver knew as RTX and
+    A's picture froze) and number the new m-line consistently with the BUNDLE (no id or type meaning two things).
+    """
+    harness.relay.set_allowed(ROOM, 1, EVERYTHING)
+    harness.relay.set_allowed(ROOM, 2, EVERYTHING)
+    b = await harness.client("b", 1)
+    b.rewrite = _numbered_like_chromium
+    await b.publish(audio=False)
+    a = await harness.client("a", 2)
+    await until(lambda: a.of(1, Media.CAMERA).frames > 10, 10, "A decodes B's camera")
+    assert await frames_flowing(lambda: a.of(1, Media.CAMERA), 1.0) > 10
+
+    await a.publish(audio=False)
+    await until(lambda: b.of(2, Media.CAMERA).frames > 10, 10, "B decodes A's camera")
+    offers = [payload["sdp"] for event, payload in b.events if event == "media_offer"]
+    assert offers, "the relay renegotiated with B to add A's camera"
+    numbering, clashes = _numbering(offers[-1])
+    assert clashes == []
+    b_mid = b.published["camera"].mid
+    types, extensions = numbering[b_mid]
+    assert types == {96: "video/vp8/", 97: "video/rtx/96"}, "B's m-line keeps B's payload types"
+    assert extensions == {4: "urn:ietf:params:rtp-hdrext:sdes:mid", 2: "http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time"}
+    new_types, new_extensions = next(n for mid, n in numbering.items() if mid != b_mid)
+    assert new_types == types and new_extensions == extensions, "the new m-line reuses B's numbering"
+
+    assert await frames_flowing(lambda: a.of(1, Media.CAMERA), 2.0) > 20, "A goes on decoding B's camera"
+    assert await frames_flowing(lambda: b.of(2, Media.CAMERA), 2.0) > 20, "B decodes A's camera"
+
+
+async def test_new_subscribers_start_on_a_whole_keyframe(harness: Harness, caplog: pytest.LogCaptureFixture) -> None:
+    """Nothing goes to a subscriber before its DTLS transport is up, so its first keyframe is not lost on the way.
+
+    Forwarding used to start when the answer was applied: the keyframe requested then came back before the
+    handshake ended and was dropped, and the decoder was fed the frames that followed it (``failed to decode``).
+    """
+    caplog.set_level(logging.WARNING, logger="aiortc.rtcrtpreceiver")
+    publisher = await harness.client("pub", 1)
+    harness.relay.set_allowed(ROOM, 1, EVERYTHING)
+    await publisher.publish()
+    subscribers = [await harness.client(f"sub{i}", 10 + i) for i in range(3)]
+    for sub in subscribers:
+        await until(lambda sub=sub: sub.of(1, Media.CAMERA).frames >= 20, 10, f"{sub.peer_id} decodes 20 frames")
+    failures = [r.getMessage() for r in caplog.records if r.name == "aiortc.rtcrtpreceiver"]
+    assert failures == []
+    assert harness.relay.stats()["dropped_not_connected"] == 0

@@ -21,22 +21,6 @@ function gathered(pc) {
   });
 }
 
-/**
- * Drop, from later m-sections, any header extension whose id an earlier m-section already gives to another URI.
- * Once a relay offer has fixed its extension ids, Chromium proposes its own defaults on a new m-line with ids that
- * can collide ("a BUNDLE group contains a codec collision for header extension id=1") and refuses its own offer.
- */
-export function withoutExtensionCollisions(sdp) {
-  const taken = new Map(); // id -> uri, first come
-  return sdp.split('\r\n').filter((line) => {
-    const found = /^a=extmap:(\d+)(?:\/\w+)? (\S+)/.exec(line);
-    if (!found) return true;
-    const [, id, uri] = found;
-    if (!taken.has(id)) taken.set(id, uri);
-    return taken.get(id) === uri;
-  }).join('\r\n');
-}
-
 export class MediaLink {
   constructor(hub, classId, { onRemote = () => {}, onProblem = () => {} } = {}) {
     this.hub = hub;
@@ -133,7 +117,7 @@ export class MediaLink {
   async offer() {
     const pc = this.pc;
     const local = await pc.createOffer();
-    await pc.setLocalDescription({ type: 'offer', sdp: withoutExtensionCollisions(local.sdp) });
+    await pc.setLocalDescription(local);
     await gathered(pc);
     const tracks = {};
     for (const [kind, { transceiver }] of this.sending) if (transceiver.mid !== null) tracks[transceiver.mid] = kind;
