@@ -26,19 +26,20 @@ class ClassReaction(enum.StrEnum):
 
 @dataclass
 class ReactionTally:
-    _counts: dict[str, Counter[ClassReaction]] = field(default_factory=dict)
+    _counts: dict[int, Counter[ClassReaction]] = field(default_factory=dict)
 
-    def add(self, room: str, kind: ClassReaction) -> bool:
-        """Count one reaction; True when ``room`` had none waiting, so its flush needs scheduling."""
-        counts = self._counts.get(room)
+    def add(self, class_id: int, kind: ClassReaction) -> bool:
+        """Count one reaction; True when the class had none waiting, so its flush needs scheduling."""
+        counts = self._counts.get(class_id)
         fresh = counts is None
         if counts is None:
-            counts = self._counts[room] = Counter()
+            counts = self._counts[class_id] = Counter()
         counts[kind] += 1
         return fresh
 
-    def drain(self) -> dict[str, dict[str, int]]:
-        """Everything counted since the last drain, per room, and start afresh."""
-        drained = {room: {kind.value: n for kind, n in sorted(counts.items())} for room, counts in self._counts.items()}
+    def drain(self) -> dict[int, dict[str, int]]:
+        """Everything counted since the last drain, per class, and start afresh."""
+        drained = {class_id: {kind.value: n for kind, n in sorted(counts.items())}
+                   for class_id, counts in self._counts.items()}
         self._counts = {}
         return drained

@@ -148,8 +148,10 @@ async def test_the_start_on_a_seats_students_waiting_on_b(cluster: Cluster) -> N
         for conn in (s1, s2):
             assert await conn.next("class_admitted") == {"class_id": ls.class_id}
             assert (await conn.next("class_started"))["room"]["phase"] == "live"
-        joined_now = {(await t.next("participant_joined"))["participant"]["user_id"] for _ in range(2)}
-        assert joined_now == {ls.id("s1"), ls.id("s2")}
+        # The teacher's process learns who was seated, and their names, from the one class_started.
+        told = await t.next("class_started")
+        assert {p["user_id"] for p in told["room"]["participants"]} == seated_ids
+        assert {told["names"][str(ls.id(name))] for name in ("s1", "s2")} == {"S1", "S2"}
 
         # Seated on B for real: B's connections act in the class, and both processes read the same room.
         await s1.ok("raise_hand", ls.ref())

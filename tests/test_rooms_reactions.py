@@ -1,4 +1,4 @@
-"""Reaction tallies in rooms/reactions.py: counted per room as they come, drained as totals once per flush.
+"""Reaction tallies in rooms/reactions.py: counted per class as they come, drained as totals once per flush.
 
 ``add`` says when a room's first reaction since the last drain arrives (the hub schedules one flush then, not one per
 reaction); ``drain`` hands over everything counted, per room and kind, and starts afresh.
@@ -25,16 +25,16 @@ def test_the_kinds_on_the_wire() -> None:
 
 @pytest.mark.parametrize(("adds", "fresh", "drained"), [
     ([], [], {}),
-    ([("class:1", CLAP)], [True], {"class:1": {"clap": 1}}),
-    ([("class:1", CLAP)] * 3, [True, False, False], {"class:1": {"clap": 3}}),
-    ([("class:1", CLAP), ("class:1", HEART), ("class:1", CLAP)], [True, False, False],
-     {"class:1": {"clap": 2, "heart": 1}}),
+    ([(1, CLAP)], [True], {1: {"clap": 1}}),
+    ([(1, CLAP)] * 3, [True, False, False], {1: {"clap": 3}}),
+    ([(1, CLAP), (1, HEART), (1, CLAP)], [True, False, False],
+     {1: {"clap": 2, "heart": 1}}),
     # each room schedules its own flush
-    ([("class:1", CLAP), ("class:2", CLAP), ("class:1", HEART), ("class:2", CONFUSED)], [True, True, False, False],
-     {"class:1": {"clap": 1, "heart": 1}, "class:2": {"clap": 1, "confused": 1}}),
+    ([(1, CLAP), (2, CLAP), (1, HEART), (2, CONFUSED)], [True, True, False, False],
+     {1: {"clap": 1, "heart": 1}, 2: {"clap": 1, "confused": 1}}),
 ])
-def test_add_and_drain(adds: list[tuple[str, ClassReaction]], fresh: list[bool],
-                       drained: dict[str, dict[str, int]]) -> None:
+def test_add_and_drain(adds: list[tuple[int, ClassReaction]], fresh: list[bool],
+                       drained: dict[int, dict[str, int]]) -> None:
     tally = ReactionTally()
     assert [tally.add(room, kind) for room, kind in adds] == fresh
     assert tally.drain() == drained
@@ -42,20 +42,20 @@ def test_add_and_drain(adds: list[tuple[str, ClassReaction]], fresh: list[bool],
 
 def test_drain_starts_afresh() -> None:
     tally = ReactionTally()
-    assert tally.add("class:1", CLAP) is True
-    assert tally.add("class:1", CLAP) is False
-    assert tally.drain() == {"class:1": {"clap": 2}}
+    assert tally.add(1, CLAP) is True
+    assert tally.add(1, CLAP) is False
+    assert tally.drain() == {1: {"clap": 2}}
     assert tally.drain() == {}  # nothing counted twice
-    assert tally.add("class:1", HEART) is True  # a new flush is needed
-    assert tally.add("class:2", HEART) is True
-    assert tally.drain() == {"class:1": {"heart": 1}, "class:2": {"heart": 1}}
+    assert tally.add(1, HEART) is True  # a new flush is needed
+    assert tally.add(2, HEART) is True
+    assert tally.drain() == {1: {"heart": 1}, 2: {"heart": 1}}
 
 
 def test_totals_name_kinds_by_their_wire_value_in_order() -> None:
     tally = ReactionTally()
     for kind in (FASTER, CLAP, CONFUSED, CLAP, HEART):
-        tally.add("class:7", kind)
-    counts = tally.drain()["class:7"]
+        tally.add(7, kind)
+    counts = tally.drain()[7]
     assert counts == {"clap": 2, "confused": 1, "faster": 1, "heart": 1}
     assert list(counts) == sorted(counts)
     assert all(type(key) is str and type(n) is int for key, n in counts.items())
@@ -63,26 +63,26 @@ def test_totals_name_kinds_by_their_wire_value_in_order() -> None:
 
 def test_a_busy_class_becomes_one_total_not_an_event_per_clap() -> None:
     tally = ReactionTally()
-    flushes = sum(tally.add("class:1", CLAP) for _ in range(300))
+    flushes = sum(tally.add(1, CLAP) for _ in range(300))
     assert flushes == 1
-    assert tally.drain() == {"class:1": {"clap": 300}}
+    assert tally.drain() == {1: {"clap": 300}}
 
 
-reactions = st.lists(st.tuples(st.sampled_from(["class:1", "class:2", "class:3"]), st.sampled_from(list(ClassReaction)),
+reactions = st.lists(st.tuples(st.sampled_from([1, 2, 3]), st.sampled_from(list(ClassReaction)),
                                st.booleans()), max_size=60)
 
 
 @settings(max_examples=200)
 @given(reactions)
 def test_every_reaction_is_counted_once_and_each_room_flushes_once_per_window(
-    steps: list[tuple[str, ClassReaction, bool]],
+    steps: list[tuple[int, ClassReaction, bool]],
 ) -> None:
     """Random adds with drains in between (the boolean): totals add up, and ``add`` is True exactly for a room's
     first reaction after a drain."""
     tally = ReactionTally()
-    expected: Counter[tuple[str, str]] = Counter()
-    drained: Counter[tuple[str, str]] = Counter()
-    pending: set[str] = set()
+    expected: Counter[tuple[int, str]] = Counter()
+    drained: Counter[tuple[int, str]] = Counter()
+    pending: set[int] = set()
     for room, kind, drain_after in steps:
         assert tally.add(room, kind) is (room not in pending)
         pending.add(room)

@@ -63,6 +63,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _queued(room: Room, user_id: int) -> bool:
+    """Waiting for the start or in the lobby: what the teachers' lobby list shows."""
+    return room.placement(user_id) in (Placement.LOBBY, Placement.WAITING_FOR_START)
+
+
 class ClassEvents(HubBase):
     """The live class events of the hub's namespace. Per connection, ``session["classes"]`` maps each class it
     joined to ``{"placement", "circle_id"}``."""
@@ -123,6 +128,10 @@ class ClassEvents(HubBase):
         for user_id in user_ids:
             await self.parts.broadcaster.to_room(class_room(class_id), "participant_left",
                                                  {"class_id": class_id, "user_id": user_id, "reason": reason})
+
+    async def _send_hands(self, class_id: int, hands: list[int]) -> None:
+        await self.parts.broadcaster.to_room(class_room(class_id), "hands_changed",
+                                             {"class_id": class_id, "hands": hands})
 
     def _views(self, class_id: int, room: Room, user_ids: list[int]) -> dict[str, Any]:
         return {"class_id": class_id,
@@ -218,18 +227,23 @@ class ClassEvents(HubBase):
             await self._entry(sid, body.class_id, seated=False)
             session = await self._session(db, body.class_id)
             await classes.depart(db, body.class_id, _now(), "left", connection=sid)
-            gone, room, expired = await self._change(session, lambda room: room.leave(actor.user_id))
+
+            def leave(room: Room) -> tuple[bool, bool]:
+                queued = _queued(room, actor.user_id)
+                return queued, room.leave(actor.user_id)
+
+            (queued, gone), room, expired = await self._change(session, leave)
             await self._forget(sid, body.class_id)
             hands = list(room.hands)
-            lobby_fact = await self._lobby_fact(db, session, room)
+            lobby_fact = await self._lobby_fact(db, session, room) if queued else None
 
             async def deliver() -> None:
                 await self._departures(body.class_id, expired, "disconnected")  # seats that outstayed the grace
                 if gone:
                     await self._departures(body.class_id, [actor.user_id], "left")
-                    await self.parts.broadcaster.to_room(class_room(body.class_id), "hands_changed",
-                                                         {"class_id": body.class_id, "hands": hands})
-                await self.parts.broadcaster.to_room(teachers_room(body.class_id), "lobby_changed", lobby_fact)
+                    await self._send_hands(body.class_id, hands)
+                if lobby_fact is not None:
+                    await self.parts.broadcaster.to_room(teachers_room(body.class_id), "lobby_changed", lobby_fact)
 
             return {}, deliver
 
@@ -249,7 +263,7 @@ class ClassEvents(HubBase):
             uid: int = conn["user_id"]
 
             def drop(room: Room, uid: int = uid) -> bool:
-                queued = room.placement(uid) in (Placement.LOBBY, Placement.WAITING_FOR_START)
+                queued = _queued(room, uid)
                 room.drop(uid, time.time())
                 return queued
 
@@ -279,8 +293,7 @@ class ClassEvents(HubBase):
         _, room, expired = await self._change(session, lambda room: None)
         if expired:
             await self._departures(session.id, expired, "disconnected")
-            await self.parts.broadcaster.to_room(class_room(session.id), "hands_changed",
-                                                 {"class_id": session.id, "hands": list(room.hands)})
+            await self._send_hands(session.id, list(room.hands))
 
     # --- controls carried out on every process for its own connections ---
 
@@ -316,8 +329,7 @@ class ClassEvents(HubBase):
             await self._departures(class_id, expired, "disconnected")
             if gone:
                 await self._departures(class_id, [user_id], "left_circle")
-                await self.parts.broadcaster.to_room(class_room(class_id), "hands_changed",
-                                                     {"class_id": class_id, "hands": list(room.hands)})
+                await self._send_hands(class_id, list(room.hands))
 
     # --- the lifecycle ---
 
@@ -344,17 +356,16 @@ class ClassEvents(HubBase):
                                                        initial=lambda: Room.from_dict(unstarted))
             snapshot = room.snapshot()
             lobby_fact = await self._lobby_fact(db, context.session, room)
-            names = await self._names(db, context.session.circle_id, set(seated))
-            fact = {"class_id": body.class_id, "room": snapshot}
+            names = await self._names(db, context.session.circle_id, set(room.participants))
+            # One event for the whole room, seated and waiting alike: a participant_joined per seated student
+            # would be a broadcast to the whole class per student, quadratic in the class's size.
+            fact = {"class_id": body.class_id, "room": snapshot, "names": {str(k): v for k, v in names.items()}}
 
             async def deliver() -> None:
                 b = self.parts.broadcaster
                 await b.to_room(class_room(body.class_id), "class_started", fact)
                 await b.to_room(lobby_room(body.class_id), "class_started", fact)
                 for uid in seated:
-                    await b.to_room(class_room(body.class_id), "participant_joined", {
-                        "class_id": body.class_id, "participant": room.participant_view(uid),
-                        "name": names.get(uid, "")})
                     await b.control(user_room(uid), "seat", body.class_id, uid)
                 await b.to_room(teachers_room(body.class_id), "lobby_changed", lobby_fact)
                 await self._departures(body.class_id, expired, "disconnected")
@@ -382,6 +393,7 @@ class ClassEvents(HubBase):
                     await b.control(room, "unseat", body.class_id, "ended")
                 await b.to_circle(context.session.circle_id, "class_ended", fact)
                 await self._media_ended(body.class_id)
+                await self.parts.rooms.discard(str(body.class_id))  # or the store keeps every class ever held
 
             return {"recap_post_id": ended.recap_post_id, "counts": ended.report.counts}, deliver
 
@@ -451,24 +463,28 @@ class ClassEvents(HubBase):
                                    announce)
 
     async def on_remove_participant(self, sid: str, data: Any = None) -> Ack:
-        async def announce(body: TargetIn, _: None, room: Room, context: classes.ClassContext,
+        def remove(room: Room, role: RoomRole | None, body: TargetIn) -> bool:
+            queued = _queued(room, body.user_id)
+            room.remove(role, body.user_id)
+            return queued
+
+        async def announce(body: TargetIn, queued: bool, room: Room, context: classes.ClassContext,
                            db: AsyncSession) -> Deliver:
             await classes.depart(db, body.class_id, _now(), "removed", user_id=body.user_id)
-            lobby_fact = await self._lobby_fact(db, context.session, room)
+            lobby_fact = await self._lobby_fact(db, context.session, room) if queued else None
             hands = list(room.hands)
 
             async def deliver() -> None:
                 b = self.parts.broadcaster
                 await b.control(user_room(body.user_id), "unseat", body.class_id, "removed")
                 await self._departures(body.class_id, [body.user_id], "removed")
-                await b.to_room(class_room(body.class_id), "hands_changed", {"class_id": body.class_id,
-                                                                              "hands": hands})
-                await b.to_room(teachers_room(body.class_id), "lobby_changed", lobby_fact)
+                await self._send_hands(body.class_id, hands)
+                if lobby_fact is not None:
+                    await b.to_room(teachers_room(body.class_id), "lobby_changed", lobby_fact)
 
             return deliver
 
-        return await self._control(sid, data, TargetIn, lambda room, role, body: room.remove(role, body.user_id),
-                                   announce)
+        return await self._control(sid, data, TargetIn, remove, announce)
 
     async def on_lock_class(self, sid: str, data: Any = None) -> Ack:
         async def announce(body: LockIn, _: None, room: Room, context: classes.ClassContext,
@@ -480,8 +496,8 @@ class ClassEvents(HubBase):
                                    announce)
 
     def _hands(self, class_id: int, room: Room) -> Deliver:
-        fact = {"class_id": class_id, "hands": list(room.hands)}
-        return lambda: self.parts.broadcaster.to_room(class_room(class_id), "hands_changed", fact)
+        hands = list(room.hands)
+        return lambda: self._send_hands(class_id, hands)
 
     async def on_raise_hand(self, sid: str, data: Any = None) -> Ack:
         session = await self.get_session(sid)
@@ -574,16 +590,16 @@ class ClassEvents(HubBase):
                                                 per_second=REACT_PER_SECOND, burst=REACT_BURST)
             if wait:
                 raise RateLimited(wait, "you are reacting too fast")
-            if self.reactions.add(class_room(body.class_id), body.kind):
+            if self.reactions.add(body.class_id, body.kind):
                 self._later(FLUSH_INTERVAL_SECONDS, self._flush_reactions)
             return {}, None
 
         return await self._request(sid, data, ReactIn, work)
 
     async def _flush_reactions(self) -> None:
-        for room, counts in self.reactions.drain().items():
-            class_id = int(room.split(":")[1])
-            await self.parts.broadcaster.to_room(room, "reactions", {"class_id": class_id, "counts": counts})
+        for class_id, counts in self.reactions.drain().items():
+            await self.parts.broadcaster.to_room(class_room(class_id), "reactions",
+                                                 {"class_id": class_id, "counts": counts})
 
     # --- polls ---
 

@@ -10,7 +10,8 @@ Events are written down in ``docs/protocol.md`` ("Media"); payload shapes are in
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from pydantic import Field
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,6 +29,7 @@ from server.settings import Settings
 
 log = logging.getLogger(__name__)
 MAX_SDP = 64 * 1024
+R = TypeVar("R", bound=ClassRefIn)
 
 
 class OfferIn(ClassRefIn):
@@ -105,8 +107,12 @@ class MediaEvents(ClassEvents):
 
     # --- events ---
 
-    async def _media(self, sid: str, data: Any, model: type[Any], act: Any) -> Ack:
-        async def work(actor: Actor, body: Any, db: AsyncSession) -> tuple[Ack, Deliver]:
+    async def _media(
+        self, sid: str, data: Any, model: type[R], act: Callable[[Actor, R], Awaitable[dict[str, Any] | None]]
+    ) -> Ack:
+        """A media request from a connection seated in its class; the relay's errors become typed errors."""
+
+        async def work(actor: Actor, body: R, db: AsyncSession) -> tuple[Ack, Deliver]:
             await self._entry(sid, body.class_id)
             try:
                 reply = await act(actor, body)

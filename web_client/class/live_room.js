@@ -102,7 +102,7 @@ export function mount(el, ctx) {
   const on = (event, handler) => offs.push(hub.on(event, (payload) => {
     if (payload && payload.class_id === classId) handler(payload);
   }));
-  on('class_started', ({ room: snapshot }) => { state.applySnapshot(snapshot); join(); });
+  on('class_started', ({ room: snapshot, names }) => { state.applyNames(names); state.applySnapshot(snapshot); join(); });
   on('class_admitted', () => join());
   on('class_ended', () => { toast('The class has ended.'); ctx.reload(); });
   on('class_left', ({ reason }) => {

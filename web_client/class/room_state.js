@@ -37,9 +37,13 @@ export class RoomState {
   applyJoin(ack) {
     this.role = ack.role;
     this.placement = ack.placement;
-    for (const [id, name] of Object.entries(ack.names ?? {})) this.names.set(Number(id), name);
+    this.applyNames(ack.names);
     this.applySnapshot(ack.room);
     this.poll = ack.poll ?? null;
+  }
+
+  applyNames(names) {
+    for (const [id, name] of Object.entries(names ?? {})) this.names.set(Number(id), name);
   }
 
   applySnapshot(room) {
