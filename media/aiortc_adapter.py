@@ -21,11 +21,12 @@ What is touched, and why:
 * ``RTCRtpSender._ssrc`` / ``_rtx_ssrc``: the SSRCs aiortc announced in the SDP, which forwarded packets must carry.
 * ``RTCRtpTransceiver._codecs``: the negotiated codecs (payload types per subscriber; the relay also narrows a
   publisher's to the codecs it forwards before answering).
-* :class:`Wire` sends on a DTLS transport synchronously: ``RTCDtlsTransport._state`` / ``_tx_srtp``, aioice's
-  ``Connection._nominated`` pair, its ``protocol.transport._sock`` (asyncio's socket) and ``remote_addr``, and
-  pylibsrtp's ``Session._srtp`` / ``_cdata`` / ``_buffer`` with ``lib.srtp_protect``. aiortc's own path is a
-  chain of coroutines per packet and pylibsrtp allocates per call; the direct path is what makes hundreds of
-  subscribers per core possible, and the kernel refusing a packet (full SO_SNDBUF) is the relay's signal to drop.
+* :class:`Wire` sends on a DTLS transport synchronously: ``RTCDtlsTransport._state`` / ``_tx_srtp`` (and its
+  ``statechange`` event, emitted by ``_set_state``), aioice's ``Connection._nominated`` pair, its
+  ``protocol.transport._sock`` (asyncio's socket) and ``remote_addr``, and pylibsrtp's ``Session._srtp`` (the
+  ``srtp_t``) and ``lib.srtp_protect``, whose addresses the C sink (``media/_forward.c``) is given. aiortc's own
+  path is a chain of coroutines per packet and pylibsrtp allocates per call; the direct path is what makes hundreds
+  of subscribers per core possible, and the kernel refusing a packet (full SO_SNDBUF) is the relay's signal to drop.
 * :class:`Numbering` rewrites the offers ``RTCPeerConnection.createOffer`` makes: aiortc resets every transceiver's
   ``_codecs`` and ``_headerExtensions`` to its defaults (VP8 97, RTX 98, Opus 96; extension ids mid 1, abs-send-time
   3, audio-level 2) on each offer, whatever was negotiated before. A renegotiation would then renumber the m-lines
@@ -76,12 +77,16 @@ from aiortc.rtp import (
 )
 from aiortc.sdp import SessionDescription, candidate_from_sdp
 
+from media.forwarding import Sink
+
 logger = logging.getLogger(__name__)
 
-# pylibsrtp's cffi binding (untyped): Wire calls libsrtp through it directly, see Wire.send.
+# pylibsrtp's cffi binding (untyped): a Wire's sink calls libsrtp's srtp_protect directly, see Wire.
 _srtp_binding: Any = importlib.import_module("pylibsrtp._binding")
 _srtp_ffi: Any = _srtp_binding.ffi
 _srtp_lib: Any = _srtp_binding.lib
+# What a Sink calls to protect a packet: libsrtp's own function, by address (the extension does not link libsrtp).
+_SRTP_PROTECT: Final = int(_srtp_ffi.cast("uintptr_t", _srtp_ffi.addressof(_srtp_lib, "srtp_protect")))
 
 AIORTC_VERSION: Final = "1.16.0"
 """The only aiortc version this module was checked against; ``pyproject.toml`` pins it."""
@@ -235,24 +240,18 @@ NOT_CONNECTED: Final = -1
 class Wire:
     """Synchronous SRTP send on one DTLS transport, dropping instead of queueing when the socket is backed up.
 
-    Per packet this is one libsrtp call and one ``sendto`` on the nominated pair's socket, nothing else: the
-    per-subscriber cost is what limits the relay. A full socket buffer (``max_buffer`` bytes, set as the socket's
-    SO_SNDBUF) makes the kernel refuse the packet, and it is dropped: a slow subscriber never delays others.
+    RTP goes out through :attr:`sink`, a :class:`media.forwarding.Sink` (C): per packet one libsrtp call on the
+    transport's own SRTP session and one ``sendto`` on (a duplicate of) the nominated pair's socket, nothing else:
+    the per-subscriber cost is what limits the relay. The sink is attached when the transport reports itself
+    connected (its ``statechange`` event) and detached when it is no longer, so the hot path checks nothing but a
+    descriptor. Its own descriptor keeps the socket open until then, so a socket aioice closed first is never
+    confused with another one that reuses its number. RTCP and other rare packets go through :meth:`send`.
+
+    A full socket buffer (``max_buffer`` bytes, set as the socket's SO_SNDBUF) makes the kernel refuse the packet,
+    and it is dropped: a slow subscriber never delays others.
     """
 
-    __slots__ = (
-        "_addr",
-        "_buffer",
-        "_cdata",
-        "_dtls",
-        "_length",
-        "_max_buffer",
-        "_pair",
-        "_sendto",
-        "_session",
-        "_srtp",
-        "_view",
-    )
+    __slots__ = ("_addr", "_dtls", "_max_buffer", "_pair", "_sendto", "_srtp", "sink")
 
     def __init__(self, dtls: RTCDtlsTransport, max_buffer: int) -> None:
         self._dtls = dtls
@@ -261,11 +260,9 @@ class Wire:
         self._addr: tuple[str, int] = ("", 0)
         self._sendto: Any = None
         self._srtp: Any = None
-        self._session: Any = None
-        self._cdata: Any = None
-        self._buffer: Any = None
-        self._view: memoryview = memoryview(b"")
-        self._length: Any = _srtp_ffi.new("int *")
+        self.sink = Sink()
+        dtls.on("statechange", self._on_state)
+        self._on_state()
 
     @property
     def dtls(self) -> RTCDtlsTransport:
@@ -273,26 +270,17 @@ class Wire:
 
     def send(self, data: bytes) -> int:
         """Protect and send one RTP or RTCP packet: :data:`SENT`, :data:`CONGESTED` or :data:`NOT_CONNECTED`."""
-        dtls = self._dtls
-        if dtls._state is not State.CONNECTED:
+        if self._dtls._state is not State.CONNECTED:
             return NOT_CONNECTED
-        pair = dtls.transport._connection._nominated.get(1)
-        if (pair is not self._pair or dtls._tx_srtp is not self._srtp) and not self._resolve(pair):
+        if not self._current() and not self._resolve():
             return NOT_CONNECTED
-        size = len(data)
-        if 191 < data[1] < 224 or size > _MAX_PROTECTED:
-            # RTCP (packet types 192-223, RFC 5761 4) is protected with SRTCP; both are rare: the slow path.
-            try:
-                protected = self._srtp.protect_rtcp(data) if 191 < data[1] < 224 else self._srtp.protect(data)
-            except (ValueError, pylibsrtp.Error):
-                return NOT_CONNECTED  # larger than any MTU, or refused by libsrtp: never sent
-        else:
-            # pylibsrtp's protect() without its per-call allocation: same buffer, same libsrtp call.
-            self._buffer[0:size] = data
-            self._length[0] = size
-            if _srtp_lib.srtp_protect(self._session, self._cdata, self._length):
-                return NOT_CONNECTED
-            protected = self._buffer[0 : self._length[0]]
+        if len(data) < 2 or len(data) > _MAX_PROTECTED:
+            return NOT_CONNECTED  # not a packet, or larger than any MTU: never sent
+        try:
+            # RTCP (packet types 192-223, RFC 5761 4) is protected with SRTCP.
+            protected = self._srtp.protect_rtcp(data) if 191 < data[1] < 224 else self._srtp.protect(data)
+        except (ValueError, pylibsrtp.Error):
+            return NOT_CONNECTED  # refused by libsrtp: never sent
         try:
             self._sendto(protected, self._addr)
         except (BlockingIOError, InterruptedError):
@@ -301,57 +289,45 @@ class Wire:
             return NOT_CONNECTED
         return SENT
 
-    def send_rtp(self, header: bytes, payload: bytes) -> int:
-        """:meth:`send` for an RTP packet given as (header, payload), assembled straight into libsrtp's buffer.
-
-        The hot path of the relay: no per-packet allocation but the few bytes of the header.
-        """
+    def _current(self) -> bool:
+        """Whether what this wire sends with is still the transport's nominated pair and SRTP session."""
         dtls = self._dtls
-        if dtls._state is not State.CONNECTED:
-            return NOT_CONNECTED
         pair = dtls.transport._connection._nominated.get(1)
-        if (pair is not self._pair or dtls._tx_srtp is not self._srtp) and not self._resolve(pair):
-            return NOT_CONNECTED
-        start = len(header)
-        size = start + len(payload)
-        if size > _MAX_PROTECTED:
-            return NOT_CONNECTED  # larger than any MTU: never sent
-        buffer = self._buffer
-        buffer[0:start] = header
-        buffer[start:size] = payload
-        length = self._length
-        length[0] = size
-        if _srtp_lib.srtp_protect(self._session, self._cdata, length):
-            return NOT_CONNECTED
-        try:
-            # A view of libsrtp's buffer: sendto copies it into the kernel, nothing else does.
-            self._sendto(self._view[: length[0]], self._addr)
-        except (BlockingIOError, InterruptedError):
-            return CONGESTED
-        except OSError:
-            return NOT_CONNECTED
-        return SENT
+        return self._sendto is not None and pair is self._pair and dtls._tx_srtp is self._srtp
 
-    def _resolve(self, pair: aioice.ice.CandidatePair | None) -> bool:
-        self._pair = pair
+    def _on_state(self) -> None:
+        if self._dtls._state is State.CONNECTED:
+            self._resolve()
+        else:
+            self._release()
+
+    def _release(self) -> None:
+        self.sink.detach()
+        self._pair = None
+        self._srtp = None
         self._sendto = None
-        if pair is None:
+
+    def _resolve(self) -> bool:
+        self._release()
+        dtls = self._dtls
+        pair = dtls.transport._connection._nominated.get(1)
+        if pair is None or dtls._tx_srtp is None:
             return False
         transport = getattr(pair.protocol, "transport", None)
         sock = getattr(transport, "_sock", None)
-        if not isinstance(sock, socket.socket):
+        if not isinstance(sock, socket.socket) or sock.fileno() < 0:
             # A relayed (TURN) pair has no datagram socket of its own; the relay itself never uses TURN.
             return False
         with contextlib.suppress(OSError):
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self._max_buffer)
-        srtp = self._dtls._tx_srtp
+        srtp = dtls._tx_srtp
+        host, port = pair.remote_addr[0], pair.remote_addr[1]
+        session = int(_srtp_ffi.cast("uintptr_t", srtp._srtp[0]))
+        self.sink.attach(fd=sock.fileno(), host=host, port=port, session=session, protect=_SRTP_PROTECT, keep=srtp)
+        self._pair = pair
         self._srtp = srtp
-        self._session = srtp._srtp[0]
-        self._cdata = srtp._cdata
-        self._buffer = srtp._buffer
-        self._view = memoryview(srtp._buffer)
         self._sendto = sock.sendto
-        self._addr = pair.remote_addr
+        self._addr = (host, port)
         return True
 
 
@@ -664,12 +640,16 @@ def check_internals() -> list[str]:
     if "_connection" not in names(aiortc.RTCIceTransport.__init__):
         problems.append("RTCIceTransport.__init__ no longer sets _connection")
 
+    if "emit" not in names(RTCDtlsTransport._set_state):
+        problems.append("RTCDtlsTransport._set_state no longer emits statechange (Wire attaches its sink on it)")
     session_init = names(pylibsrtp.Session.__init__)
-    for attribute in ("_srtp", "_cdata", "_buffer"):
+    for attribute in ("_srtp",):
         if attribute not in session_init:
             problems.append(f"pylibsrtp Session.__init__ no longer sets {attribute}")
-    if not hasattr(_srtp_lib, "srtp_protect"):
-        problems.append("pylibsrtp._binding.lib.srtp_protect is gone")
+    if "srtp_err_status_t(*)(struct srtp_ctx_t_ *, void *, int *)" not in str(_srtp_ffi.typeof(
+        _srtp_ffi.addressof(_srtp_lib, "srtp_protect")
+    )):
+        problems.append("pylibsrtp._binding.lib.srtp_protect is not srtp_protect(srtp_t, void *, int *)")
     if "_sock" not in names(vars(asyncio.selector_events)["_SelectorTransport"].__init__):
         problems.append("asyncio's selector transport no longer keeps its socket in _sock")
     for function, expected in (

@@ -73,7 +73,14 @@ from aiortc.rtp import (
 )
 
 from media import aiortc_adapter as adapter
-from media.forwarding import CongestionMonitor, Counters, KeyframeRequester, OutgoingStream, vp8_keyframe_start
+from media.forwarding import (
+    CongestionMonitor,
+    Counters,
+    KeyframeRequester,
+    OutgoingStream,
+    forward_all,
+    vp8_keyframe_start,
+)
 from rooms.classroom import Media
 
 logger = logging.getLogger(__name__)
@@ -194,11 +201,7 @@ class _Source:
         self.media_ssrc = packet.ssrc
         payload = packet.payload
         keyframe = vp8_keyframe_start(payload) if self.is_video else True
-        seq = packet.sequence_number
-        ts = packet.timestamp
-        marker = packet.marker
-        for stream in self.streams:
-            stream.forward(seq, ts, marker, payload, keyframe)
+        forward_all(self.streams, packet.sequence_number, packet.timestamp, packet.marker, payload, keyframe)
 
     def attach(self, subscription: _Subscription) -> None:
         self.subscriptions.append(subscription)
@@ -655,7 +658,7 @@ class Relay:
                         None,
                     )
                     sub.stream.set_payload_types(main.payloadType, None if rtx is None else rtx.payloadType)
-                    sub.stream.send = peer.wire(adapter.dtls_transport(transceiver)).send_rtp
+                    sub.stream.send = peer.wire(adapter.dtls_transport(transceiver)).sink
                     sub.negotiated = True
             self._apply(peer, sub)
 
