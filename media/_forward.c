@@ -42,12 +42,6 @@ static double monotonic_now(void) {
     return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
 }
 
-static double unix_now(void) {
-    struct timespec now;
-    clock_gettime(CLOCK_REALTIME, &now);
-    return (double)now.tv_sec + (double)now.tv_nsec * 1e-9;
-}
-
 static uint32_t random_u32(void) {
     uint32_t value = 0;
     if (getrandom(&value, sizeof value, GRND_NONBLOCK) != (ssize_t)sizeof value) {
@@ -327,7 +321,6 @@ typedef struct {
     PyObject *send;  /* a Sink (the fast path) or any callable(header, payload) -> int */
     Sink *sink;      /* `send` when it is a Sink, else NULL (borrowed: `send` holds the reference) */
     Counters *counters;
-    PyObject *report; /* callable(unix_time, rtp_timestamp, packets, octets) or NULL */
     Slot *slots;
     PyObject **payloads; /* the source packets' payload objects, shared by every subscriber's history */
     uint32_t mask;
@@ -339,7 +332,7 @@ typedef struct {
     uint16_t seq_offset;
     uint32_t last_ts;
     uint32_t ts_offset;
-    double last_time;
+    double last_time; /* monotonic seconds of the last packet given to send, 0 before the first */
     int has_last_time;
     int gate;
     long long packets;
@@ -354,18 +347,17 @@ static PyObject *not_connected_send;
 static int stream_set_send(Stream *self, PyObject *value, void *closure);
 
 static int stream_init(Stream *self, PyObject *args, PyObject *kwargs) {
-    static char *keywords[] = {"is_video", "ssrc", "rtx_ssrc", "clock_rate", "history_size", "counters", "report",
-                               NULL};
+    static char *keywords[] = {"is_video", "ssrc", "rtx_ssrc", "clock_rate", "history_size", "counters", NULL};
     int is_video;
     unsigned long ssrc, rtx_ssrc, clock_rate;
     Py_ssize_t history_size;
-    PyObject *counters, *report = Py_None;
+    PyObject *counters;
     if (PyTuple_GET_SIZE(args)) {
         PyErr_SetString(PyExc_TypeError, "OutgoingStream takes keyword arguments only");
         return -1;
     }
-    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "pkkknO!|O:OutgoingStream", keywords, &is_video, &ssrc,
-                                     &rtx_ssrc, &clock_rate, &history_size, &CountersType, &counters, &report)) {
+    if (!PyArg_ParseTupleAndKeywords(args, kwargs, "pkkknO!:OutgoingStream", keywords, &is_video, &ssrc,
+                                     &rtx_ssrc, &clock_rate, &history_size, &CountersType, &counters)) {
         return -1;
     }
     if (history_size <= 0 || history_size > (1 << 16) || (history_size & (history_size - 1))) {
@@ -394,10 +386,6 @@ static int stream_init(Stream *self, PyObject *args, PyObject *kwargs) {
     self->clock_rate = (uint32_t)clock_rate;
     Py_INCREF(counters);
     self->counters = (Counters *)counters;
-    if (report != Py_None) {
-        Py_INCREF(report);
-        self->report = report;
-    }
     if (stream_set_send(self, not_connected_send, NULL) < 0) {
         return -1;
     }
@@ -415,7 +403,6 @@ static int stream_init(Stream *self, PyObject *args, PyObject *kwargs) {
 
 static int stream_traverse(Stream *self, visitproc visit, void *arg) {
     Py_VISIT(self->send);
-    Py_VISIT(self->report);
     Py_VISIT(self->counters);
     return 0;
 }
@@ -423,7 +410,6 @@ static int stream_traverse(Stream *self, visitproc visit, void *arg) {
 static int stream_clear(Stream *self) {
     self->sink = NULL;
     Py_CLEAR(self->send);
-    Py_CLEAR(self->report);
     Py_CLEAR(self->counters);
     return 0;
 }
@@ -539,15 +525,6 @@ static int stream_forward(Stream *self, uint16_t seq, uint32_t ts, int marker, P
         self->dropped++;
     } else {
         counters->dropped_not_connected++;
-    }
-    if (!(out_seq & 15) && self->report != NULL) {
-        /* Every 16th packet is plenty for sender reports, which go out about once a second. */
-        PyObject *result = PyObject_CallFunction(self->report, "dkLL", unix_now(), (unsigned long)out_ts,
-                                                 self->packets, self->octets);
-        if (result == NULL) {
-            return -1;
-        }
-        Py_DECREF(result);
     }
     return 0;
 }
@@ -721,6 +698,11 @@ static PyMemberDef stream_members[] = {
     {"rtx_ssrc", T_UINT, offsetof(Stream, rtx_ssrc), READONLY, "the SSRC of its retransmissions"},
     {"packets", T_LONGLONG, offsetof(Stream, packets), READONLY, "packets given to send"},
     {"dropped", T_LONGLONG, offsetof(Stream, dropped), READONLY, "of which refused by a full socket buffer"},
+    {"octets", T_LONGLONG, offsetof(Stream, octets), READONLY, "payload bytes given to send (RTCP's octet count)"},
+    {"last_ts", T_UINT, offsetof(Stream, last_ts), READONLY, "the RTP timestamp of the last packet given to send"},
+    {"last_time", T_DOUBLE, offsetof(Stream, last_time), READONLY,
+     "when it was given to send, in time.monotonic() seconds (0.0 before the first)"},
+    {"clock_rate", T_UINT, offsetof(Stream, clock_rate), READONLY, "RTP timestamp units per second"},
     {NULL},
 };
 

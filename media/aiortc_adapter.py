@@ -15,9 +15,11 @@ What is touched, and why:
   ``__remote_bitrate_estimator``, ``__rtcp_ssrc``.
 * ``RTCRtpSender._handle_rtcp_packet`` is replaced per sender by :func:`tap_sender`: NACK, PLI/FIR and receiver
   reports from a subscriber belong to the relay, not to an encoder the sender does not have.
-* ``RTCRtpSender.__ntp_timestamp`` / ``__rtp_timestamp`` / ``__packet_count`` / ``__octet_count`` are written by
-  :func:`update_sender_report` so the sender's own RTCP task sends truthful sender reports (browsers use them for
-  lip sync and statistics).
+* ``RTCRtpSender._run_rtcp`` is replaced per sender by :func:`quiet_sender`: aiortc runs one RTCP task per sender,
+  waking about once a second to send a report about an encoder the sender does not have. The relay sends the
+  sender reports of all of a subscriber's streams itself, in one compound packet (``media.forwarding``), and the
+  replacement only keeps ``__rtcp_started`` / ``__rtcp_exited`` as ``stop()`` expects. :func:`sender_cname` reads
+  ``__cname`` for the reports' SDES.
 * ``RTCRtpSender._ssrc`` / ``_rtx_ssrc``: the SSRCs aiortc announced in the SDP, which forwarded packets must carry.
 * ``RTCRtpTransceiver._codecs``: the negotiated codecs (payload types per subscriber; the relay also narrows a
   publisher's to the codecs it forwards before answering).
@@ -97,7 +99,6 @@ RtpTap = Callable[[RtpPacket, RTCRtpCodecParameters], None]
 RtcpTap = Callable[[AnyRtcpPacket], None]
 """Called with each RTCP packet routed to a sender (NACK, PLI, FIR, REMB, receiver reports)."""
 
-_NTP_EPOCH_OFFSET: Final = 2208988800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix)
 _PLI: Final = struct.Struct("!BBHII")
 _MAX_PROTECTED: Final = 1400  # pylibsrtp's buffer is 1500 bytes; leave room for the SRTP trailer
 
@@ -110,11 +111,10 @@ _RECEIVER_STATE: Final = (
     "_RTCRtpReceiver__rtcp_ssrc",
     "_enabled",
 )
-_SENDER_REPORT_STATE: Final = (
-    "_RTCRtpSender__ntp_timestamp",
-    "_RTCRtpSender__rtp_timestamp",
-    "_RTCRtpSender__packet_count",
-    "_RTCRtpSender__octet_count",
+_SENDER_RTCP_STATE: Final = (
+    "_RTCRtpSender__rtcp_started",
+    "_RTCRtpSender__rtcp_exited",
+    "_RTCRtpSender__cname",
 )
 
 
@@ -193,13 +193,29 @@ def sender_ssrcs(sender: RTCRtpSender) -> tuple[int, int]:
     return int(sender._ssrc), int(sender._rtx_ssrc)
 
 
-def update_sender_report(sender: RTCRtpSender, unix_time: float, rtp_timestamp: int, packets: int, octets: int) -> None:
-    """Give ``sender``'s RTCP task the figures of the stream the relay writes, for its next sender report."""
-    ntp = int((unix_time + _NTP_EPOCH_OFFSET) * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
-    setattr(sender, "_RTCRtpSender__ntp_timestamp", ntp)  # noqa: B010 - name-mangled state, see module docstring
-    setattr(sender, "_RTCRtpSender__rtp_timestamp", rtp_timestamp)  # noqa: B010
-    setattr(sender, "_RTCRtpSender__packet_count", packets)  # noqa: B010
-    setattr(sender, "_RTCRtpSender__octet_count", octets)  # noqa: B010
+def quiet_sender(sender: RTCRtpSender) -> None:
+    """Keep ``sender`` from running its own RTCP loop: the relay sends its sender reports (see the module docstring).
+
+    Call before the sender starts (before the description that starts it is applied).
+    """
+    started: asyncio.Event = _mangled(sender, "RTCRtpSender", "rtcp_started")
+    exited: asyncio.Event = _mangled(sender, "RTCRtpSender", "rtcp_exited")
+
+    async def run_rtcp() -> None:
+        started.set()
+        try:
+            await asyncio.Event().wait()  # until stop() cancels it, as it cancels aiortc's own loop
+        except asyncio.CancelledError:
+            pass
+        exited.set()
+
+    setattr(sender, "_run_rtcp", run_rtcp)  # noqa: B010 - an instance attribute shadows the method
+
+
+def sender_cname(sender: RTCRtpSender) -> str | None:
+    """The CNAME ``sender`` was started with (None before it started)."""
+    cname = _mangled(sender, "RTCRtpSender", "cname")
+    return None if cname is None else str(cname)
 
 
 def negotiated_codecs(transceiver: RTCRtpTransceiver) -> list[RTCRtpCodecParameters]:
@@ -596,13 +612,15 @@ def check_internals() -> list[str]:
         problems.append("RTCRtpReceiver._set_rtcp_ssrc no longer sets _RTCRtpReceiver__rtcp_ssrc")
 
     sender_init = names(RTCRtpSender.__init__)
-    for attribute in ("_ssrc", "_rtx_ssrc", *_SENDER_REPORT_STATE):
+    for attribute in ("_ssrc", "_rtx_ssrc", *_SENDER_RTCP_STATE):
         if attribute not in sender_init:
             problems.append(f"RTCRtpSender.__init__ no longer sets {attribute}")
-    run_rtcp = names(RTCRtpSender._run_rtcp)
-    for attribute in _SENDER_REPORT_STATE:
-        if attribute not in run_rtcp:
-            problems.append(f"RTCRtpSender._run_rtcp no longer reads {attribute} for its sender reports")
+    if "_run_rtcp" not in names(RTCRtpSender.send):
+        problems.append("RTCRtpSender.send no longer starts self._run_rtcp (quiet_sender replaces it)")
+    stop = names(RTCRtpSender.stop)
+    for attribute in ("_RTCRtpSender__rtcp_started", "_RTCRtpSender__rtcp_exited"):
+        if attribute not in stop:
+            problems.append(f"RTCRtpSender.stop no longer waits on {attribute}")
     if params(RTCRtpSender._handle_rtcp_packet) != ["self", "packet"]:
         problems.append("RTCRtpSender._handle_rtcp_packet(self, packet) changed")
 

@@ -12,8 +12,9 @@ The per-subscriber part runs once per packet and subscriber, so it is C (``media
   offsets are recomputed so numbering continues where the stream left off and timestamps advance by the wall-clock
   time that passed. Packets older than the restart point (late retransmissions) are not forwarded. ``retransmit``
   answers NACKs from the history, wrapped in RTX when negotiated (RFC 4588). A packet its ``send`` refuses (a full
-  socket buffer) is lost for that subscriber, never queued, and stays in the history for a NACK. Every 16th packet
-  tells ``report`` the stream's figures for RTCP sender reports.
+  socket buffer) is lost for that subscriber, never queued, and stays in the history for a NACK. It keeps the
+  figures an RTCP sender report needs (``packets``, ``octets``, ``last_ts``, ``last_time``), which
+  :func:`sender_reports` turns into packets.
 * :class:`Sink` is one subscriber's wire: it copies (header, payload) into its buffer, SRTP-protects it with the
   libsrtp session aiortc's DTLS transport made and sends it on (a duplicate of) that transport's UDP socket.
 * :func:`forward_all` gives one source packet to every stream of a source.
@@ -23,6 +24,7 @@ The per-subscriber part runs once per packet and subscriber, so it is C (``media
 from __future__ import annotations
 
 import asyncio
+import struct
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
@@ -35,9 +37,9 @@ __all__ = [
     "KeyframeRequester",
     "OutgoingStream",
     "SendPacket",
-    "SenderReport",
     "Sink",
     "forward_all",
+    "sender_reports",
     "vp8_keyframe_start",
 ]
 
@@ -77,8 +79,41 @@ SendPacket = Callable[[bytes, bytes], int]
 full), -1 not connected. Two parts so the payload, one object shared by every subscriber, is never copied. The
 relay's is a :class:`Sink`; tests give any callable."""
 
-SenderReport = Callable[[float, int, int, int], None]
-"""Told (unix time, RTP timestamp, packets, octets) of the stream now and then, for RTCP sender reports."""
+_NTP_EPOCH_OFFSET: Final = 2208988800  # seconds from 1900-01-01 (NTP) to 1970-01-01 (Unix)
+_SENDER_REPORT: Final = struct.Struct("!BBHIIIIII")
+_SDES_CHUNK_HEAD: Final = struct.Struct("!IBB")
+_REPORTS_PER_PACKET: Final = 12  # a compound packet of 12 SR and 12 SDES chunks stays well under any MTU
+
+
+def sender_reports(streams: list[OutgoingStream], cname: str, unix_time: float, now: float) -> list[bytes]:
+    """RTCP sender reports (RFC 3550 6.4.1) with SDES CNAME chunks (6.5.1) for the streams that have sent anything,
+    as compound packets (6.1) for one subscriber's transport. Empty if none has.
+
+    ``unix_time`` and ``now`` (``time.monotonic()``) are the same instant: each report's RTP timestamp is the last
+    packet's advanced by the time since it, so a paused stream still reports a timestamp that matches the clock
+    (browsers use SRs for lip sync and for their statistics).
+    """
+    ntp = int((unix_time + _NTP_EPOCH_OFFSET) * (1 << 32)) & 0xFFFFFFFFFFFFFFFF
+    name = cname.encode()[:255]
+    sent = [stream for stream in streams if stream.packets]
+    packets = []
+    for start in range(0, len(sent), _REPORTS_PER_PACKET):
+        group = sent[start : start + _REPORTS_PER_PACKET]
+        parts = []
+        for stream in group:
+            elapsed = max(0.0, now - stream.last_time)
+            rtp_ts = (stream.last_ts + int(elapsed * stream.clock_rate)) & 0xFFFFFFFF
+            parts.append(_SENDER_REPORT.pack(
+                0x80, 200, 6, stream.ssrc, ntp >> 32, ntp & 0xFFFFFFFF, rtp_ts,
+                stream.packets & 0xFFFFFFFF, stream.octets & 0xFFFFFFFF,
+            ))
+        chunks = b""
+        for stream in group:
+            chunk = _SDES_CHUNK_HEAD.pack(stream.ssrc, 1, len(name)) + name
+            chunks += chunk + b"\x00" * (4 - len(chunk) % 4)  # the item list ends with a null, padded to 32 bits
+        parts.append(struct.pack("!BBH", 0x80 | len(group), 202, len(chunks) // 4) + chunks)
+        packets.append(b"".join(parts))
+    return packets
 
 
 class KeyframeRequester:

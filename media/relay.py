@@ -44,6 +44,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -79,6 +80,7 @@ from media.forwarding import (
     KeyframeRequester,
     OutgoingStream,
     forward_all,
+    sender_reports,
     vp8_keyframe_start,
 )
 from rooms.classroom import Media
@@ -116,6 +118,8 @@ class RelayConfig:
     """Packets kept per outgoing audio stream (power of two; 2.5 s of 20 ms Opus)."""
     auto_audio_only: bool = True
     """Switch a subscriber to audio-only when its RTCP shows it cannot keep up with video."""
+    report_interval: float = 1.0
+    """Mean seconds between RTCP sender reports to each subscriber (randomised 0.5-1.5x, RFC 3550 6.2)."""
 
 
 class MediaError(Exception):
@@ -328,6 +332,7 @@ class Relay:
         self._counters = Counters()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closing: dict[str, asyncio.Task[None]] = {}
+        self._reporter: asyncio.Task[None] | None = None
         self._closed = False
 
     # -- peers --------------------------------------------------------------------------------------------------
@@ -344,6 +349,8 @@ class Relay:
         peer = _Peer(peer_id, room_id, user_id, pc, self._config.max_send_buffer)
         self._peers[peer_id] = peer
         self._rooms.setdefault(room_id, _Room()).peers[peer_id] = peer
+        if self._reporter is None:
+            self._reporter = asyncio.get_running_loop().create_task(self._guard(self._report_loop()))
 
         @pc.on("connectionstatechange")
         def on_state() -> None:
@@ -632,8 +639,8 @@ class Relay:
             clock_rate=CLOCK_RATE[media],
             history_size=self._config.video_history if media == "video" else self._config.audio_history,
             counters=self._counters,
-            report=lambda now, ts, packets, octets: adapter.update_sender_report(sender, now, ts, packets, octets),
         )
+        adapter.quiet_sender(sender)  # its sender reports come from _report_loop, all of a peer's in one packet
         sub = _Subscription(peer, transceiver, stream, media)
         adapter.tap_sender(sender, lambda packet: self._on_subscriber_rtcp(sub, packet))
         peer.subscriptions.append(sub)
@@ -717,6 +724,26 @@ class Relay:
         payload = {"tracks": peer.tracks(), "audio_only": True, "reason": "congestion"}
         self._spawn(self._signal(peer.id, "media_tracks", payload))
 
+    async def _report_loop(self) -> None:
+        """RTCP sender reports for every subscriber's streams, one compound packet per transport, while peers exist.
+
+        One task for the relay instead of aiortc's one per sender (see :func:`media.aiortc_adapter.quiet_sender`).
+        """
+        while self._peers:
+            await asyncio.sleep(self._config.report_interval * (0.5 + random.random()))
+            unix_time, now = time.time(), time.monotonic()
+            for peer in list(self._peers.values()):
+                by_wire: dict[adapter.Wire, list[OutgoingStream]] = {}
+                cname = None
+                for sub in peer.subscriptions:
+                    if sub.negotiated:
+                        wire = peer.wire(adapter.dtls_transport(sub.transceiver))
+                        by_wire.setdefault(wire, []).append(sub.stream)
+                        cname = cname or adapter.sender_cname(sub.transceiver.sender)
+                for wire, streams in by_wire.items():
+                    for packet in sender_reports(streams, cname or "quanzi", unix_time, now):
+                        wire.send(packet)
+
     def _dropped_datagram(self) -> None:
         self._counters.dropped_datagrams += 1
 
@@ -746,6 +773,9 @@ class Relay:
             return
         peer.closed = True
         self._peers.pop(peer.id, None)
+        if not self._peers and self._reporter is not None:
+            self._reporter.cancel()
+            self._reporter = None
         room = self._rooms.get(peer.room_id)
         if room is not None:
             room.peers.pop(peer.id, None)

@@ -5,6 +5,7 @@ When an aiortc upgrade moves one, these fail and name it; fix the adapter (and o
 
 from __future__ import annotations
 
+import asyncio
 import re
 import tomllib
 from pathlib import Path
@@ -39,15 +40,16 @@ def test_aiortc_is_pinned_to_the_version_the_adapter_was_written_for() -> None:
 
 
 def test_the_check_names_what_moved(monkeypatch: pytest.MonkeyPatch) -> None:
-    """The check is not a formality: an upgrade that stops reading the sender-report state is reported."""
+    """The check is not a formality: an upgrade whose sender no longer starts its RTCP loop the way
+    :func:`quiet_sender` expects is reported."""
 
-    async def run_rtcp_elsewhere(self: RTCRtpSender) -> None:
+    async def send_elsewhere(self: RTCRtpSender, parameters: object) -> None:
         return None
 
-    monkeypatch.setattr(RTCRtpSender, "_run_rtcp", run_rtcp_elsewhere)
+    monkeypatch.setattr(RTCRtpSender, "send", send_elsewhere)
     monkeypatch.setattr(aiortc, "__version__", "9.9.9")
     problems = aiortc_adapter.check_internals()
-    assert any("_run_rtcp no longer reads _RTCRtpSender__ntp_timestamp" in p for p in problems)
+    assert any("RTCRtpSender.send no longer starts self._run_rtcp" in p for p in problems)
     assert any("9.9.9" in p for p in problems)
 
 
@@ -91,9 +93,24 @@ async def test_the_sender_tap_gets_the_subscribers_rtcp() -> None:
     pli = RtcpPsfbPacket(fmt=RTCP_PSFB_PLI, ssrc=1, media_ssrc=ssrc)
     await sender._handle_rtcp_packet(pli)
     assert seen == [pli]
-    aiortc_adapter.update_sender_report(sender, 1_700_000_000.5, 1234, 10, 1000)
-    assert sender._RTCRtpSender__rtp_timestamp == 1234  # type: ignore[attr-defined]
-    assert sender._RTCRtpSender__packet_count == 10  # type: ignore[attr-defined]
+
+
+async def test_a_quiet_sender_runs_no_rtcp_loop_and_still_stops() -> None:
+    sender = RTCRtpSender("video", _transport())
+    aiortc_adapter.quiet_sender(sender)
+    sent: list[object] = []
+
+    async def record(packets: object) -> None:
+        sent.append(packets)
+
+    sender._send_rtcp = record  # type: ignore[method-assign]
+    task = asyncio.ensure_future(sender._run_rtcp())
+    await asyncio.sleep(1.7)  # aiortc's own loop would have sent a report by now (every 0.5-1.5 s)
+    assert sent == [] and not task.done()
+    assert sender._RTCRtpSender__rtcp_started.is_set()  # type: ignore[attr-defined]
+    task.cancel()
+    await asyncio.wait_for(sender._RTCRtpSender__rtcp_exited.wait(), 1)  # type: ignore[attr-defined]
+    assert aiortc_adapter.sender_cname(sender) is None  # set only when the sender starts
 
 
 async def test_offered_media_reads_mids_kinds_directions_and_codecs() -> None:

@@ -210,3 +210,48 @@ def test_turn_credentials_follow_coturns_rest_scheme() -> None:
         turn_credentials("", "user42")
     with pytest.raises(ValueError):
         turn_credentials("s3cret", "a:b")
+
+
+def test_sender_reports_describe_each_stream_that_has_sent_in_one_compound_packet() -> None:
+    from aiortc.rtp import RtcpPacket, RtcpSdesPacket, RtcpSrPacket
+
+    from media.forwarding import sender_reports
+
+    video, _, _ = make_stream(history=64)
+    audio, _, _ = make_stream(is_video=False, history=64)
+    idle, _, _ = make_stream()
+    video.forward(10, 90_000, 1, b"\x10" + KEY_TAG, True)
+    video.forward(11, 93_000, 0, b"\x10" + DELTA + b"abc", False)
+    audio.forward(500, 48_000, 0, b"opus", True)
+    later = video.last_time + 0.5  # half a second after the last video packet
+    packets = sender_reports([video, audio, idle], "pc-cname", 1_700_000_000.25, later)
+    assert len(packets) == 1
+    parsed = RtcpPacket.parse(packets[0])
+    reports = [p for p in parsed if isinstance(p, RtcpSrPacket)]
+    assert [r.ssrc for r in reports] == [video.ssrc, audio.ssrc], "a stream that never sent has no report"
+    first = reports[0].sender_info
+    assert (first.packet_count, first.octet_count) == (2, video.octets)
+    # Half a second at 90 kHz after the last packet's timestamp.
+    assert (first.rtp_timestamp - video.last_ts) & 0xFFFFFFFF == 45_000
+    assert first.ntp_timestamp >> 32 == 1_700_000_000 + 2_208_988_800
+    assert abs((first.ntp_timestamp & 0xFFFFFFFF) / 2**32 - 0.25) < 1e-6
+    sdes = next(p for p in parsed if isinstance(p, RtcpSdesPacket))
+    cname = [(1, b"pc-cname")]
+    assert [(c.ssrc, c.items) for c in sdes.chunks] == [(video.ssrc, cname), (audio.ssrc, cname)]
+    assert sender_reports([idle], "x", 0.0, 0.0) == []
+
+
+def test_sender_reports_for_many_streams_are_split_below_the_mtu() -> None:
+    from aiortc.rtp import RtcpPacket, RtcpSrPacket
+
+    from media.forwarding import sender_reports
+
+    streams = []
+    for _ in range(30):
+        stream, _, _ = make_stream(is_video=False)
+        stream.forward(1, 1, 0, b"x", True)
+        streams.append(stream)
+    packets = sender_reports(streams, "c" * 40, 1.0, 1.0)
+    assert len(packets) == 3 and all(len(p) < 1200 for p in packets)
+    ssrcs = [p.ssrc for packet in packets for p in RtcpPacket.parse(packet) if isinstance(p, RtcpSrPacket)]
+    assert ssrcs == [s.ssrc for s in streams]

@@ -297,6 +297,38 @@ async def test_three_subscribers_decode_the_publishers_video_and_audio(harness: 
         assert transceiver.receiver.track._queue.qsize() == 0
 
 
+async def test_subscribers_get_sender_reports_for_what_the_relay_sends_them(harness: Harness) -> None:
+    publisher = await harness.client("pub", 1)
+    harness.relay.set_allowed(ROOM, 1, frozenset({Media.CAMERA, Media.MICROPHONE}))
+    await publisher.publish()
+    sub = await harness.client("sub", 2)
+    await until(lambda: sub.of(1, Media.CAMERA).frames >= 10, 10, "video flows")
+
+    async def stats_of(kind: str) -> dict[str, Any]:
+        found = {}
+        for transceiver in sub.pc.getTransceivers():
+            for stats in (await transceiver.receiver.getStats()).values():
+                if stats.type == kind:
+                    found[transceiver.kind] = stats
+        return found
+
+    deadline = asyncio.get_running_loop().time() + 5
+    reports = await stats_of("remote-outbound-rtp")
+    while len(reports) < 2 and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.2)
+        reports = await stats_of("remote-outbound-rtp")
+    assert set(reports) == {"video", "audio"}, "a sender report about each stream, from the relay's report loop"
+    inbound = await stats_of("inbound-rtp")
+    for kind, stats in reports.items():
+        assert stats.ssrc == inbound[kind].ssrc, "the report is about the SSRC the subscriber receives"
+        assert 0 < stats.packetsSent <= inbound[kind].packetsReceived + 60
+        assert stats.bytesSent > 0
+    # aiortc's own per-sender RTCP loops do not run on the relay's side.
+    relay_peer = harness.relay._peers["sub"]
+    for transceiver in relay_peer.pc.getTransceivers():
+        assert transceiver.sender._run_rtcp.__qualname__.startswith("quiet_sender")
+
+
 async def test_a_late_subscriber_sees_a_picture_within_a_second(harness: Harness) -> None:
     publisher = await harness.client("pub", 1)
     harness.relay.set_allowed(ROOM, 1, EVERYTHING)
