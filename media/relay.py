@@ -36,6 +36,10 @@ Permissions: nothing is forwarded from a user until :meth:`Relay.set_allowed` al
 Revoking takes effect on the next packet; the m-lines stay negotiated, so allowing again needs no renegotiation
 (subscribers restart on the next keyframe).
 
+Cost: per packet and subscriber the relay runs C only (:mod:`media.forwarding`: rewrite, libsrtp, ``sendto``);
+per subscriber and second, one compound RTCP sender report from one relay-wide task. ``bench/README.md`` has the
+figures.
+
 ``media/`` may import ``rooms/`` (for :class:`rooms.classroom.Media`) and never ``server/``.
 """
 
