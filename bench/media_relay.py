@@ -72,6 +72,17 @@ JANUS = shutil.which("janus") or "/usr/bin/janus"
 JANUS_PLUGINS = "/usr/lib/x86_64-linux-gnu/janus/plugins"
 JANUS_TRANSPORTS = "/usr/lib/x86_64-linux-gnu/janus/transports"
 PUBLISHER_USER = 1
+RELAY_COUNTERS = (
+    "packets_received",
+    "dropped_waiting_keyframe",
+    "dropped_congestion",
+    "dropped_not_connected",
+    "nacks_received",
+    "nacks_answered",
+    "plis_received",
+    "plis_sent",
+    "audio_only_auto",
+)
 
 
 # -- media -------------------------------------------------------------------------------------------------------
@@ -728,6 +739,14 @@ async def ramp(name: str, driver: Driver, args: argparse.Namespace, media: tuple
                 f"{'held' if step.held else 'NOT held'}",
                 flush=True,
             )
+            if name == "quanzi" and isinstance(driver, ProcessDriver):
+                # Where packets that did not reach subscribers went, since the ramp began (the relay's counters).
+                stats = await driver.call("stats")
+                print(
+                    "         relay: "
+                    + ", ".join(f"{key} {stats[key]}" for key in RELAY_COUNTERS if stats.get(key)),
+                    flush=True,
+                )
             if step.harness_cpu > 0.9:
                 print("  (the harness is saturated: figures past this point measure the harness)", flush=True)
                 break
