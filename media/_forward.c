@@ -450,6 +450,22 @@ static int stream_put(Stream *self, const unsigned char *header, Py_ssize_t head
     return sent > 0 ? SENT : (sent == 0 ? CONGESTED : NOT_CONNECTED);
 }
 
+/* An RTP fixed header (RFC 3550 5.1): version 2, no padding, extension or CSRCs. */
+static void put_header(unsigned char *header, uint8_t second, uint16_t seq, uint32_t ts, uint32_t ssrc) {
+    header[0] = 0x80;
+    header[1] = second;
+    header[2] = (unsigned char)(seq >> 8);
+    header[3] = (unsigned char)seq;
+    header[4] = (unsigned char)(ts >> 24);
+    header[5] = (unsigned char)(ts >> 16);
+    header[6] = (unsigned char)(ts >> 8);
+    header[7] = (unsigned char)ts;
+    header[8] = (unsigned char)(ssrc >> 24);
+    header[9] = (unsigned char)(ssrc >> 16);
+    header[10] = (unsigned char)(ssrc >> 8);
+    header[11] = (unsigned char)ssrc;
+}
+
 static void stream_rebase(Stream *self, uint16_t seq, uint32_t ts, double now) {
     self->seq_offset = (uint16_t)(self->next_seq - seq);
     if (!self->has_last_time) {
@@ -483,20 +499,8 @@ static int stream_forward(Stream *self, uint16_t seq, uint32_t ts, int marker, P
     uint16_t out_seq = (uint16_t)(seq + self->seq_offset);
     uint32_t out_ts = ts + self->ts_offset;
     uint8_t second = (uint8_t)(self->pt_byte | (marker ? 0x80 : 0));
-    unsigned char header[12] = {
-        0x80,
-        second,
-        (unsigned char)(out_seq >> 8),
-        (unsigned char)out_seq,
-        (unsigned char)(out_ts >> 24),
-        (unsigned char)(out_ts >> 16),
-        (unsigned char)(out_ts >> 8),
-        (unsigned char)out_ts,
-        (unsigned char)(self->ssrc >> 24),
-        (unsigned char)(self->ssrc >> 16),
-        (unsigned char)(self->ssrc >> 8),
-        (unsigned char)self->ssrc,
-    };
+    unsigned char header[12];
+    put_header(header, second, out_seq, out_ts, self->ssrc);
     uint32_t index = out_seq & self->mask;
     Slot *slot = &self->slots[index];
     slot->seq = out_seq;
@@ -590,33 +594,24 @@ static PyObject *stream_retransmit(Stream *self, PyObject *lost) {
         Py_ssize_t header_length;
         uint32_t ssrc;
         uint16_t out_seq;
+        uint8_t second;
         if (self->rtx_pt_byte >= 0) {
             /* RFC 4588: the RTX stream's own numbering, the original timestamp, then the original sequence number
              * in front of the payload. */
             out_seq = self->rtx_seq;
             self->rtx_seq = (uint16_t)(out_seq + 1);
-            header[1] = (uint8_t)(self->rtx_pt_byte | (slot->second & 0x80));
+            second = (uint8_t)(self->rtx_pt_byte | (slot->second & 0x80));
             ssrc = self->rtx_ssrc;
             header[12] = (unsigned char)(seq >> 8);
             header[13] = (unsigned char)seq;
             header_length = 14;
         } else {
             out_seq = seq;
-            header[1] = slot->second;
+            second = slot->second;
             ssrc = self->ssrc;
             header_length = 12;
         }
-        header[0] = 0x80;
-        header[2] = (unsigned char)(out_seq >> 8);
-        header[3] = (unsigned char)out_seq;
-        header[4] = (unsigned char)(slot->ts >> 24);
-        header[5] = (unsigned char)(slot->ts >> 16);
-        header[6] = (unsigned char)(slot->ts >> 8);
-        header[7] = (unsigned char)slot->ts;
-        header[8] = (unsigned char)(ssrc >> 24);
-        header[9] = (unsigned char)(ssrc >> 16);
-        header[10] = (unsigned char)(ssrc >> 8);
-        header[11] = (unsigned char)ssrc;
+        put_header(header, second, out_seq, slot->ts, ssrc);
         int result = stream_put(self, header, header_length, self->payloads[index]);
         if (result == -2) {
             Py_DECREF(sequence);
