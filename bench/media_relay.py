@@ -355,8 +355,13 @@ class ProcessDriver(Driver):
     async def subscribe(self, index: int) -> RTCPeerConnection:
         peer = f"sub{index}"
         offered = self._offers.setdefault(peer, asyncio.get_running_loop().create_future())
-        await self.call("join", peer=peer, user=1000 + index)
-        offer = await asyncio.wait_for(offered, 30)
+        joined = await self.call("join", peer=peer, user=1000 + index)
+        # Quanzi's relay puts its first offer in the reply; the stock SFU here pushes it.
+        offer = joined.get("offer") if isinstance(joined, dict) else None
+        if offer is None:
+            offer = await asyncio.wait_for(offered, 30)
+        else:
+            self._offers.pop(peer, None)
         pc = new_pc()
         await pc.setRemoteDescription(RTCSessionDescription(sdp=ipv4_only(offer["sdp"]), type="offer"))
         await pc.setLocalDescription(await pc.createAnswer())

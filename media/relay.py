@@ -4,7 +4,7 @@ The hub (``server/``) owns the sockets and the room rules; it drives a :class:`R
 implements :class:`Signal` to push events to one connection::
 
     relay = Relay(RelayConfig(ice_servers=[...]), signal)
-    await relay.join(room_id, peer_id, user_id)    -> {"ice_servers": [...]}            # creates the peer
+    await relay.join(room_id, peer_id, user_id)    -> {"ice_servers": [...], "offer"}  # creates the peer
     await relay.offer(peer_id, sdp, tracks)         -> {"sdp": answer, "tracks": {...}}  # client's offer
     await relay.answer(peer_id, sdp)                                                   # answer to a media_offer
     await relay.candidate(peer_id, candidate)                                          # trickled ICE candidate
@@ -342,7 +342,8 @@ class Relay:
     # -- peers --------------------------------------------------------------------------------------------------
 
     async def join(self, room_id: str, peer_id: str, user_id: int) -> dict[str, Any]:
-        """Create the peer for one participant connection. Returns the ICE servers its browser should use."""
+        """Create the peer for one participant connection. Returns the ICE servers its browser should use and, when
+        the room has publishers, the relay's first offer (``{"sdp", "tracks"}``, else None) to answer."""
         if self._closed:
             raise RelayClosed("the relay is closed")
         if peer_id in self._peers:
@@ -366,9 +367,18 @@ class Relay:
                 for sub in peer.subscriptions:
                     self._apply(peer, sub)
 
+        offer = None
         if any(True for _ in self._rooms[room_id].sources()):
-            self._schedule_negotiation(peer)
-        return {"ice_servers": list(self._config.ice_servers)}
+            # The first offer is in the reply, not pushed: a client cannot make its own offer before it has
+            # applied the relay's. Offers that crossed here left Chromium with header extension ids of its own that
+            # collide with the relay's in the bundle, and it then refused every later offer of that connection.
+            try:
+                async with peer.lock:
+                    offer = await self._make_offer(peer)
+            except BaseException:
+                await self._close_peer(peer, renegotiate=False)
+                raise
+        return {"ice_servers": list(self._config.ice_servers), "offer": offer}
 
     async def offer(self, peer_id: str, sdp: str, tracks: dict[str, str]) -> dict[str, Any]:
         """Apply a client's offer; ``tracks`` names what each of its sending m-lines carries. Returns the answer."""
@@ -588,19 +598,25 @@ class Relay:
                 async with peer.lock:
                     if peer.closed or peer.pc.signalingState != "stable":
                         return  # answer() or offer() picks ``pending`` up when the negotiation under way ends
-                    peer.pending = False
-                    if not self._sync_subscriptions(peer):
-                        continue
-                    # Not pc.createOffer() alone: it would renumber what is negotiated (see adapter.Numbering).
-                    offer = await peer.numbering.create_offer(peer.pc)
-                    await peer.pc.setLocalDescription(offer)
-                    adapter.harden_ice(peer.pc, self._dropped_datagram)
-                    payload = {"sdp": peer.pc.localDescription.sdp, "tracks": peer.tracks()}
-                await self._signal(peer.id, "media_offer", payload)
+                    payload = await self._make_offer(peer)
+                if payload is not None:
+                    await self._signal(peer.id, "media_offer", payload)
         except asyncio.CancelledError:
             raise
         except Exception:
             logger.exception("renegotiating media with peer %s failed", peer.id)
+
+    async def _make_offer(self, peer: _Peer) -> dict[str, Any] | None:
+        """With the peer's lock held and its signalling stable: an offer for the room's sources as they are now, set
+        as the local description, as ``{"sdp", "tracks"}``; None if nothing changed since the last one."""
+        peer.pending = False
+        if not self._sync_subscriptions(peer):
+            return None
+        # Not pc.createOffer() alone: it would renumber what is negotiated (see adapter.Numbering).
+        offer = await peer.numbering.create_offer(peer.pc)
+        await peer.pc.setLocalDescription(offer)
+        adapter.harden_ice(peer.pc, self._dropped_datagram)
+        return {"sdp": peer.pc.localDescription.sdp, "tracks": peer.tracks()}
 
     def _sync_subscriptions(self, peer: _Peer) -> bool:
         """Bind the peer's outgoing m-lines to the room's sources, adding m-lines as needed. True if changed."""

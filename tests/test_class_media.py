@@ -57,7 +57,10 @@ class MediaClient:
         conn.sio.on("media_offer", self._on_offer)
 
     async def join(self) -> dict[str, Any]:
-        return await self.conn.ok("media_join", {"class_id": self.class_id})
+        joined = await self.conn.ok("media_join", {"class_id": self.class_id})
+        if joined["offer"] is not None:  # others publish: the relay's first offer is in the reply
+            await self._on_offer(joined["offer"])
+        return joined
 
     async def publish(self, video: bool = True, audio: bool = True) -> None:
         if video:

@@ -233,3 +233,95 @@ async def test_a_receiver_that_starts_publishing_keeps_receiving(server: tuple[T
             await context.close()
         finally:
             await browser.close()
+
+
+async def test_a_page_that_publishes_on_joining_a_room_with_publishers(server: tuple[TestServer, Relay]) -> None:
+    """The relay's first offer comes with the join reply, so a page that publishes at once answers it first.
+
+    When it was pushed after the reply, a page that published at once (camera only) offered before it had applied
+    the relay's offer: the offers crossed, and after the rollback Chromium kept header extension ids of its first
+    offer that collided with the relay's in the bundle ("A BUNDLE group contains a codec collision for header
+    extension id=4"); every later offer of that page failed.
+    """
+    _require_chromium()
+    from playwright.async_api import async_playwright
+
+    test_server, relay = server
+    for user in (1, 2):
+        relay.set_allowed(ROOM, user, frozenset({Media.CAMERA, Media.MICROPHONE}))
+    base = f"http://127.0.0.1:{test_server.port}/media_page.html"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = await browser.new_context()
+            teacher = await context.new_page()
+            await teacher.goto(f"{base}?role=publish&peer=teacher&user=2&audio=0")
+            await _until(lambda: _has_sources(relay, 1), 30, "the teacher publishes")
+            student = await context.new_page()
+            await student.goto(f"{base}?role=publish&peer=student&user=1&audio=0")
+            await _until(lambda: _both_decode(student, teacher), 30, "the teacher and the student decode each other")
+            state = await student.evaluate("window.mediaState")
+            assert state["firstOfferInReply"] is True and state["glare"] == 0
+            await _flowing(student, teacher)
+        finally:
+            await browser.close()
+
+
+async def test_offers_that_cross_later_are_resolved(server: tuple[TestServer, Relay]) -> None:
+    """Glare after the first exchange: the relay offers the student a guest's camera while the student's own
+    offer (its camera) is on its way. The student, the polite side, rolls back, answers, offers again; everyone
+    then decodes everyone, and no page logged an error."""
+    _require_chromium()
+    from playwright.async_api import async_playwright
+
+    test_server, relay = server
+    for user in (1, 2, 3):
+        relay.set_allowed(ROOM, user, frozenset({Media.CAMERA, Media.MICROPHONE}))
+    base = f"http://127.0.0.1:{test_server.port}/media_page.html"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = await browser.new_context()
+            teacher = await context.new_page()
+            await teacher.goto(f"{base}?role=publish&peer=teacher&user=2&audio=0")
+            await _until(lambda: _has_sources(relay, 1), 30, "the teacher publishes")
+            student = await context.new_page()
+            await student.goto(f"{base}?role=receive&peer=student&user=1&glare=1")
+            await _until(lambda: _decodes(student, 10), 30, "the student decodes the teacher")
+            guest = await context.new_page()
+            await guest.goto(f"{base}?role=publish&peer=guest&user=3&audio=0")
+            await _until(lambda: _held(student), 30, "the relay's offer of the guest's camera reaches the student")
+            await student.evaluate("window.startPublishing()")
+            await _until(lambda: _decodes(teacher, 10), 30, "the teacher decodes the student")
+            await _until(lambda: _decodes(student, 40), 30, "the student decodes the teacher and the guest")
+            assert (await student.evaluate("window.mediaState"))["glare"] >= 1, "the offers crossed"
+            await _flowing(student, teacher, guest)
+            assert len({t["user_id"] for t in (await student.evaluate("window.mediaState"))["tracks"].values()}) == 2
+        finally:
+            await browser.close()
+
+
+async def _has_sources(relay: Relay, count: int) -> bool:
+    return int(relay.stats()["sources"]) >= count
+
+
+async def _decodes(page: Any, frames: int) -> bool:
+    return (await _stats(page))["framesDecoded"] >= frames
+
+
+async def _held(page: Any) -> bool:
+    return int((await page.evaluate("window.mediaState"))["held"]) >= 1
+
+
+async def _both_decode(one: Any, other: Any) -> bool:
+    return await _decodes(one, 10) and await _decodes(other, 10)
+
+
+async def _flowing(*pages: Any) -> None:
+    """Every page keeps decoding (by more than 30 frames in 3 s) and logged no error."""
+    first = [await _stats(p) for p in pages]
+    await asyncio.sleep(3)
+    second = [await _stats(p) for p in pages]
+    for page, before, after in zip(pages, first, second, strict=True):
+        assert after["framesDecoded"] - before["framesDecoded"] > 30, (before, after)
+        assert (await page.evaluate("window.mediaState"))["errors"] == []

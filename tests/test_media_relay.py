@@ -124,7 +124,10 @@ class Client:
         self.pc.on("track", self._on_track)
 
     async def join(self) -> dict[str, Any]:
-        return await self.relay.join(self.room, self.peer_id, self.user_id)
+        joined = await self.relay.join(self.room, self.peer_id, self.user_id)
+        if joined["offer"] is not None:  # the room has publishers: the relay's first offer comes with the reply
+            await self._answer(joined["offer"])
+        return joined
 
     async def add(self, track: MediaStreamTrack, kind: Media) -> RTCRtpTransceiver:
         # aiortc pairs a remote offer's m-line with any unnegotiated local transceiver of the same kind: adding
@@ -172,12 +175,15 @@ class Client:
     async def signal(self, event: str, payload: dict[str, Any]) -> None:
         self.events.append((event, payload))
         if event == "media_offer":
-            await self.pc.setRemoteDescription(RTCSessionDescription(sdp=payload["sdp"], type="offer"))
-            await self.pc.setLocalDescription(await self.pc.createAnswer())
-            self._set_tracks(payload["tracks"])
-            await self.relay.answer(self.peer_id, self.pc.localDescription.sdp)
+            await self._answer(payload)
         elif event == "media_tracks":
             self._set_tracks(payload["tracks"])
+
+    async def _answer(self, offer: dict[str, Any]) -> None:
+        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer["sdp"], type="offer"))
+        await self.pc.setLocalDescription(await self.pc.createAnswer())
+        self._set_tracks(offer["tracks"])
+        await self.relay.answer(self.peer_id, self.pc.localDescription.sdp)
 
     def _set_tracks(self, tracks: dict[str, dict[str, Any]]) -> None:
         self.tracks = dict(tracks)
@@ -235,8 +241,10 @@ class Harness:
     async def client(self, peer_id: str, user_id: int, room: str = ROOM) -> Client:
         client = Client(self.relay, peer_id, user_id, room)
         self.clients[peer_id] = client
+        publishing = any(True for _ in self.relay._rooms[room].sources()) if room in self.relay._rooms else False
         joined = await client.join()
-        assert joined == {"ice_servers": [{"urls": ["stun:stun.example.org"]}]}
+        assert joined["ice_servers"] == [{"urls": ["stun:stun.example.org"]}]
+        assert (joined["offer"] is not None) == publishing, "the first offer comes with the reply when others publish"
         return client
 
     async def close(self) -> None:

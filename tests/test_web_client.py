@@ -9,6 +9,7 @@ and laptop size land in ``test-artifacts/screenshots/``.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -343,6 +344,15 @@ RECORD_PEER_CONNECTIONS = """(() => {
   window.RTCPeerConnection = class extends Native {
     constructor(...args) { super(...args); window.__peerConnections.push(this); }
   };
+  // Error toasts come and go: every one shown is kept here, for the test to read.
+  window.__errorToasts = [];
+  new MutationObserver((changes) => {
+    for (const change of changes) {
+      for (const node of change.addedNodes) {
+        if (node.classList?.contains('toast-error')) window.__errorToasts.push(node.textContent);
+      }
+    }
+  }).observe(document, { childList: true, subtree: true });
 })();"""
 
 # getStats() of the video someone's tile shows: frames decoded on the inbound RTP stream carrying that track.
@@ -375,11 +385,20 @@ AUDIO_PACKETS = """async () => {
 
 
 async def rising(someone: Person, script: str, arg: Any = None, *, by: int = 10) -> None:
-    """What ``script`` counts keeps increasing: by ``by`` within the wait, then again (it flows, not just arrived)."""
+    """What ``script`` counts keeps increasing: by ``by`` within the wait, then again (it flows, not just arrived).
+
+    Polled from here: ``page.wait_for_function`` takes the promise an async predicate returns for a truthy value,
+    so it would return at once whatever getStats() said."""
     for _ in range(2):
         before = await someone.page.evaluate(script, arg)
-        await someone.page.wait_for_function(
-            f"async ([arg, before]) => (await ({script})(arg)) >= before + {by}", arg=[arg, before], polling=200)
+        deadline = asyncio.get_running_loop().time() + WAIT_MS / 1000
+        now = before
+        while now < before + by:
+            assert asyncio.get_running_loop().time() < deadline, (
+                f"{someone.name}: {script.splitlines()[0]} ({arg}) went from {before} to {now}, not by {by}"
+            )
+            await asyncio.sleep(0.2)
+            now = await someone.page.evaluate(script, arg)
 
 
 async def test_a_live_class(browser: Any, base_url: str) -> None:
@@ -504,10 +523,16 @@ async def test_a_live_class(browser: Any, base_url: str) -> None:
     class_chat = wu.page.get_by_role("list", name="Class chat messages")
     await expect(class_chat.get_by_text("Page 42, everyone.")).to_have_count(1)
     await expect(wus_tile.get_by_text("Away")).to_be_hidden()
+    # Back with a new connection and a new peer on the relay: Wu publishes again and receives again.
+    await rising(teacher, FRAMES_DECODED, "Student Wu")
+    await rising(wu, FRAMES_DECODED, "Teacher Lin")
     await expect(class_chat.get_by_role("listitem")).to_have_count(3)
     await wu.page.get_by_role("button", name="Clap").click()
     await expect(teacher.page.get_by_text("👏 1")).to_be_visible()
     await wu.shot("live-class-student")
+    for someone in (teacher, wu, ng):
+        shown = await someone.page.evaluate("window.__errorToasts")
+        assert [text for text in shown if "Media" in text] == [], f"{someone.name} saw media errors: {shown}"
 
     # --- the teacher ends the class: all see it ended; the register lists both students; the recap is in the feed
     await teacher.page.get_by_role("button", name="End class").click()

@@ -66,7 +66,7 @@ export class MediaLink {
     return this.step(async () => {
       if (this.closed) return;
       this.dropPeer();
-      const { ice_servers: iceServers } = await this.call('media_join');
+      const { ice_servers: iceServers, offer } = await this.call('media_join');
       const pc = new RTCPeerConnection({ iceServers: iceServers ?? [], bundlePolicy: 'max-bundle' });
       this.pc = pc;
       pc.addEventListener('icecandidate', (event) => {
@@ -79,6 +79,9 @@ export class MediaLink {
         event.track.addEventListener('unmute', () => this.onRemote());
         this.onRemote();
       });
+      // Others publish: the relay's first offer is in the reply, answered before we offer anything. (An offer of
+      // ours made first would cross it, and Chromium would then refuse every later offer of this connection.)
+      if (offer) await this.answer(offer);
       for (const [kind, track] of this.wanted) this.addSender(kind, track);
       if (this.sending.size) await this.offer();
     });
