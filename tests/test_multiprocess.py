@@ -155,8 +155,12 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
         began = time.monotonic()
         # Started together: both run the migrations at once, which the migration lock must serialise.
         # Each is also reachable alone at its own address, where a class's media is carried (QUANZI_NODE_URL).
-        processes.append(Process("A", {**env, "QUANZI_NODE_URL": f"http://127.0.0.1:{port_a}"}, port_a, log_dir))
-        processes.append(Process("B", {**env, "QUANZI_NODE_URL": f"http://127.0.0.1:{port_b}"}, port_b, log_dir))
+        # Without a load balancer in front the two are two origins: a page served by one opens the class's media
+        # connection on the other, which must accept it (behind docker/nginx.conf both are one origin).
+        origins = f"http://127.0.0.1:{port_a},http://127.0.0.1:{port_b}"
+        for name, port in (("A", port_a), ("B", port_b)):
+            node = {"QUANZI_NODE_URL": f"http://127.0.0.1:{port}", "QUANZI_ALLOWED_ORIGINS": origins}
+            processes.append(Process(name, {**env, **node}, port, log_dir))
         with ThreadPoolExecutor(max_workers=2) as pool:
             problems = [p for p in pool.map(Process.wait_until_ready, processes) if p]
         if problems:

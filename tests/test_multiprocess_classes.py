@@ -309,6 +309,65 @@ async def test_a_class_s_media_is_carried_by_one_process_that_the_hub_names(clus
         await t.ok("end_class", ls.ref())
 
 
+async def test_a_page_on_the_other_process_follows_the_class_s_media_node(cluster: Cluster) -> None:
+    """The student's page is served by B; the class's media is carried by A (the teacher's camera is there). The
+    page's media_join on B is refused with use_media_node, and the client opens a second connection to A, joins the
+    class on it (the same seat) and signals its media there: it decodes the teacher's camera, and the teacher gets
+    its camera back. Real Chromium, real processes; the two origins accept each other's pages."""
+    from tests.browser import CHROMIUM, CHROMIUM_ARGS, LAPTOP, require_chromium
+    from tests.test_class_media import MediaClient
+    from tests.test_web_client import FRAMES_DECODED, RECORD_PEER_CONNECTIONS, rising
+
+    require_chromium()
+    from playwright.async_api import async_playwright
+
+    async with asyncio.timeout(90), lesson(cluster, {"teacher": "A", "student": "B"}) as ls:
+        await started(ls)
+        teacher_media = MediaClient(ls.conns["teacher"], ls.class_id)
+        try:
+            await teacher_media.join()  # A claims the class's media
+            await teacher_media.publish(video=True, audio=False)
+            async with async_playwright() as playwright:
+                browser = await playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True,
+                                                          args=CHROMIUM_ARGS)
+                try:
+                    context = await browser.new_context(viewport=LAPTOP, base_url=cluster.b.base)
+                    await context.grant_permissions(["camera", "microphone"])
+                    await context.add_init_script(RECORD_PEER_CONNECTIONS)
+                    page = await context.new_page()
+                    page.set_default_timeout(WAIT * 1000)
+                    await page.goto("/#/signin")
+                    await page.get_by_label("Email").fill(ls.people["student"].email)
+                    await page.get_by_label("Password").fill(PASSWORD)
+                    await page.get_by_role("button", name="Sign in").click()
+                    await page.get_by_role("button", name="Sign out").wait_for()
+                    await page.goto(f"/#/classes/{ls.class_id}")
+                    await page.get_by_role("status").filter(has_text="You are in the class.").wait_for()
+                    student = _Page("student", page)
+                    await rising(student, FRAMES_DECODED, "Teacher")  # type: ignore[arg-type]
+                    await page.get_by_role("button", name="Turn on camera").click()
+                    frames = teacher_media.frames(ls.id("student"), "camera")
+                    deadline = asyncio.get_running_loop().time() + WAIT
+                    while teacher_media.frames(ls.id("student"), "camera") < frames + 20:
+                        assert asyncio.get_running_loop().time() < deadline, "the teacher decodes the student"
+                        await asyncio.sleep(0.2)
+                    shown = await page.evaluate("window.__errorToasts")
+                    assert [text for text in shown if "Media" in text] == [], shown
+                finally:
+                    await browser.close()
+        finally:
+            await teacher_media.close()
+        await ls.conns["teacher"].ok("end_class", ls.ref())
+
+
+@dataclass
+class _Page:
+    """What tests.test_web_client.rising() needs of a person: a name and a page."""
+
+    name: str
+    page: Any
+
+
 def test_servers_logged_no_errors_during_the_classes(cluster: Cluster) -> None:
     for process in cluster.processes:
         assert process.process.poll() is None, process.output()

@@ -1,4 +1,5 @@
-// The hub connection (Socket.IO): one per signed-in tab, with our own reconnection loop.
+// The hub connection (Socket.IO): one per signed-in tab (and one more to a class's media node, when another
+// process carries its media: see class/media_link.js), with our own reconnection loop.
 //
 // Socket.IO's built-in reconnection is off because every (re)connect needs a fresh token from
 // POST /api/socket-token (tokens live about a minute, and a cookie alone never opens a socket). The loop here
@@ -24,8 +25,15 @@ export class HubError extends Error {
   }
 }
 
+/** Socket.IO's path under a base URL: https://school.example/node/2/ -> /node/2/socket.io/ */
+function socketPath(url) {
+  return `${new URL(url).pathname.replace(/\/+$/, '')}/socket.io/`;
+}
+
 export class Hub {
-  constructor() {
+  /** url: another process to connect to (a class's media node, docs/media.md); by default this page's server. */
+  constructor({ url = null } = {}) {
+    this.url = url;
     this.state = 'idle';
     this.attempt = 0;
     this.socket = null;
@@ -168,7 +176,8 @@ export class Hub {
     }
     if (!this.running) return;
     // forceNew: every attempt gets its own Manager, so nothing of a dead connection is reused.
-    const socket = io({ autoConnect: false, reconnection: false, forceNew: true, auth: { token } });
+    const options = { autoConnect: false, reconnection: false, forceNew: true, auth: { token } };
+    const socket = this.url ? io(this.url, { ...options, path: socketPath(this.url) }) : io(options);
     this.socket = socket;
     for (const [event, handlers] of this.handlers) for (const handler of handlers) socket.on(event, handler);
     socket.on('connect', () => {

@@ -5,6 +5,13 @@
 // client is the polite side of glare: on negotiation_conflict it rolls back, lets the relay's offer be answered,
 // then offers again. A new socket connection means a new peer on the relay: restart() builds it again and
 // publishes the same tracks.
+//
+// With several server processes, a class's media is carried by one of them: media_join elsewhere is refused with
+// use_media_node and that process's URL. The link then opens a second hub connection there, joins the class on it
+// (the same seat: another device of the same person) and signals media over it; the page's own connection keeps
+// carrying everything else.
+
+import { Hub } from '../socket.js';
 
 const GATHER_TIMEOUT_MS = 3000;
 
@@ -21,9 +28,27 @@ function gathered(pc) {
   });
 }
 
+const NODE_CONNECT_TIMEOUT_MS = 10000;
+
+/** Resolves once ``hub`` is connected; rejects after ``ms``. */
+function connected(hub, ms) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => { off(); reject(new Error('The class\'s media server could not be reached.')); }, ms);
+    const off = hub.onState((state) => {
+      if (state !== 'connected') return;
+      clearTimeout(timer);
+      queueMicrotask(() => off());
+      resolve();
+    });
+  });
+}
+
 export class MediaLink {
   constructor(hub, classId, { onRemote = () => {}, onProblem = () => {} } = {}) {
-    this.hub = hub;
+    this.home = hub; // the page's hub connection, where the class is joined
+    this.hub = hub; // where media is signalled: the home connection, or one to the class's media node
+    this.node = null; // {hub, offs, joinedOn} of that second connection, when there is one
+    this.offs = [];
     this.classId = classId;
     this.onRemote = onRemote; // called whenever the remote tracks change
     this.onProblem = onProblem; // called with a message when media fails
@@ -34,6 +59,13 @@ export class MediaLink {
     this.chain = Promise.resolve();
     this.closed = false;
     this.audioOnly = false;
+    this.listen(hub);
+  }
+
+  /** Take the media pushes from ``hub`` (and no longer from the one before). */
+  listen(hub) {
+    for (const off of this.offs) off();
+    this.hub = hub;
     this.offs = [
       hub.on('media_offer', (message) => this.step(() => this.answer(message))),
       hub.on('media_tracks', (message) => {
@@ -65,8 +97,9 @@ export class MediaLink {
   restart() {
     return this.step(async () => {
       if (this.closed) return;
+      if (this.pc && this.hub.connected) await this.call('media_leave').catch(() => {}); // the same connection
       this.dropPeer();
-      const { ice_servers: iceServers, offer } = await this.call('media_join');
+      const { ice_servers: iceServers, offer } = await this.joinMedia();
       const pc = new RTCPeerConnection({ iceServers: iceServers ?? [], bundlePolicy: 'max-bundle' });
       this.pc = pc;
       pc.addEventListener('icecandidate', (event) => {
@@ -85,6 +118,52 @@ export class MediaLink {
       for (const [kind, track] of this.wanted) this.addSender(kind, track);
       if (this.sending.size) await this.offer();
     });
+  }
+
+  /** media_join where this class's media is carried, following use_media_node to another process. */
+  async joinMedia() {
+    if (this.node) await this.joinNode();
+    try {
+      return await this.call('media_join');
+    } catch (error) {
+      if (error.code !== 'use_media_node' || !error.details?.url || this.closed) throw error;
+      await this.moveTo(error.details.url);
+      await this.joinNode();
+      return this.call('media_join');
+    }
+  }
+
+  /** The media node's connection joins the class, once per connection (it reconnects on its own). */
+  async joinNode() {
+    const id = this.node.hub.connectionId;
+    if (this.node.joinedOn === id) return;
+    await this.call('join_class');
+    this.node.joinedOn = id;
+  }
+
+  /** Signal media over a connection of our own to ``url`` from now on. */
+  async moveTo(url) {
+    if (this.node?.hub.url !== url) {
+      this.closeNode();
+      const hub = new Hub({ url });
+      let first = true;
+      // After a drop of that connection: join the class there again and rebuild the peer (as on the home one).
+      const offs = [hub.onConnect(() => { if (!first) this.restart(); first = false; })];
+      this.node = { hub, offs, joinedOn: null };
+      hub.start();
+    }
+    this.listen(this.node.hub);
+    await connected(this.node.hub, NODE_CONNECT_TIMEOUT_MS);
+  }
+
+  closeNode() {
+    if (!this.node) return;
+    const { hub, offs } = this.node;
+    this.node = null;
+    for (const off of offs) off();
+    const stop = () => hub.stop();
+    if (hub.connected) hub.call('leave_class', { class_id: this.classId }).catch(() => {}).finally(stop);
+    else stop();
   }
 
   publish(kind, track) {
@@ -177,6 +256,7 @@ export class MediaLink {
     for (const off of this.offs) off();
     if (this.pc && this.hub.connected) this.call('media_leave').catch(() => {});
     this.dropPeer();
+    this.closeNode();
     this.onRemote();
   }
 }
