@@ -47,7 +47,7 @@ export class MediaLink {
   constructor(hub, classId, { onRemote = () => {}, onProblem = () => {} } = {}) {
     this.home = hub; // the page's hub connection, where the class is joined
     this.hub = hub; // where media is signalled: the home connection, or one to the class's media node
-    this.node = null; // {hub, offs, joinedOn} of that second connection, when there is one
+    this.node = null; // {hub, offs, joinedOn, awaited} of that second connection, when there is one
     this.offs = [];
     this.classId = classId;
     this.onRemote = onRemote; // called whenever the remote tracks change
@@ -146,14 +146,21 @@ export class MediaLink {
     if (this.node?.hub.url !== url) {
       this.closeNode();
       const hub = new Hub({ url });
-      let first = true;
-      // After a drop of that connection: join the class there again and rebuild the peer (as on the home one).
-      const offs = [hub.onConnect(() => { if (!first) this.restart(); first = false; })];
-      this.node = { hub, offs, joinedOn: null };
+      const node = { hub, offs: [], joinedOn: null, awaited: false };
+      // A connect nobody waits for (a reconnect after a drop, or one after moveTo gave up waiting): join the class
+      // there again and rebuild the peer, as on the home connection.
+      node.offs.push(hub.onConnect(() => { if (!node.awaited && this.node === node) this.restart(); }));
+      this.node = node;
       hub.start();
     }
-    this.listen(this.node.hub);
-    await connected(this.node.hub, NODE_CONNECT_TIMEOUT_MS);
+    const node = this.node;
+    this.listen(node.hub);
+    node.awaited = true;
+    try {
+      await connected(node.hub, NODE_CONNECT_TIMEOUT_MS);
+    } finally {
+      node.awaited = false;
+    }
   }
 
   closeNode() {
