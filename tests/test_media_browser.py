@@ -12,7 +12,8 @@ import json
 import os
 import shutil
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -235,6 +236,36 @@ async def test_a_receiver_that_starts_publishing_keeps_receiving(server: tuple[T
             await browser.close()
 
 
+@asynccontextmanager
+async def _classroom(
+    server: tuple[TestServer, Relay], users: int
+) -> AsyncIterator[tuple[Any, Callable[[str], Awaitable[Any]]]]:
+    """Chromium, users 1..``users`` allowed to publish, and the teacher (user 2) publishing its camera. Yields the
+    teacher's page and ``open_page(query)``, which opens one more page of the fixture with that query string."""
+    _require_chromium()
+    from playwright.async_api import async_playwright
+
+    test_server, relay = server
+    for user in range(1, users + 1):
+        relay.set_allowed(ROOM, user, frozenset({Media.CAMERA, Media.MICROPHONE}))
+    base = f"http://127.0.0.1:{test_server.port}/media_page.html"
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        try:
+            context = await browser.new_context()
+
+            async def open_page(query: str) -> Any:
+                page = await context.new_page()
+                await page.goto(f"{base}?{query}")
+                return page
+
+            teacher = await open_page("role=publish&peer=teacher&user=2&audio=0")
+            await _until(lambda: _has_sources(relay, 1), 30, "the teacher publishes")
+            yield teacher, open_page
+        finally:
+            await browser.close()
+
+
 async def test_a_page_that_publishes_on_joining_a_room_with_publishers(server: tuple[TestServer, Relay]) -> None:
     """The relay's first offer comes with the join reply, so a page that publishes at once answers it first.
 
@@ -243,62 +274,29 @@ async def test_a_page_that_publishes_on_joining_a_room_with_publishers(server: t
     offer that collided with the relay's in the bundle ("A BUNDLE group contains a codec collision for header
     extension id=4"); every later offer of that page failed.
     """
-    _require_chromium()
-    from playwright.async_api import async_playwright
-
-    test_server, relay = server
-    for user in (1, 2):
-        relay.set_allowed(ROOM, user, frozenset({Media.CAMERA, Media.MICROPHONE}))
-    base = f"http://127.0.0.1:{test_server.port}/media_page.html"
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = await browser.new_context()
-            teacher = await context.new_page()
-            await teacher.goto(f"{base}?role=publish&peer=teacher&user=2&audio=0")
-            await _until(lambda: _has_sources(relay, 1), 30, "the teacher publishes")
-            student = await context.new_page()
-            await student.goto(f"{base}?role=publish&peer=student&user=1&audio=0")
-            await _until(lambda: _both_decode(student, teacher), 30, "the teacher and the student decode each other")
-            state = await student.evaluate("window.mediaState")
-            assert state["firstOfferInReply"] is True and state["glare"] == 0
-            await _flowing(student, teacher)
-        finally:
-            await browser.close()
+    async with _classroom(server, 2) as (teacher, open_page):
+        student = await open_page("role=publish&peer=student&user=1&audio=0")
+        await _until(lambda: _both_decode(student, teacher), 30, "the teacher and the student decode each other")
+        state = await student.evaluate("window.mediaState")
+        assert state["firstOfferInReply"] is True and state["glare"] == 0
+        await _flowing(student, teacher)
 
 
 async def test_offers_that_cross_later_are_resolved(server: tuple[TestServer, Relay]) -> None:
     """Glare after the first exchange: the relay offers the student a guest's camera while the student's own
     offer (its camera) is on its way. The student, the polite side, rolls back, answers, offers again; everyone
     then decodes everyone, and no page logged an error."""
-    _require_chromium()
-    from playwright.async_api import async_playwright
-
-    test_server, relay = server
-    for user in (1, 2, 3):
-        relay.set_allowed(ROOM, user, frozenset({Media.CAMERA, Media.MICROPHONE}))
-    base = f"http://127.0.0.1:{test_server.port}/media_page.html"
-    async with async_playwright() as playwright:
-        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
-        try:
-            context = await browser.new_context()
-            teacher = await context.new_page()
-            await teacher.goto(f"{base}?role=publish&peer=teacher&user=2&audio=0")
-            await _until(lambda: _has_sources(relay, 1), 30, "the teacher publishes")
-            student = await context.new_page()
-            await student.goto(f"{base}?role=receive&peer=student&user=1&glare=1")
-            await _until(lambda: _decodes(student, 10), 30, "the student decodes the teacher")
-            guest = await context.new_page()
-            await guest.goto(f"{base}?role=publish&peer=guest&user=3&audio=0")
-            await _until(lambda: _held(student), 30, "the relay's offer of the guest's camera reaches the student")
-            await student.evaluate("window.startPublishing()")
-            await _until(lambda: _decodes(teacher, 10), 30, "the teacher decodes the student")
-            await _until(lambda: _decodes(student, 40), 30, "the student decodes the teacher and the guest")
-            assert (await student.evaluate("window.mediaState"))["glare"] >= 1, "the offers crossed"
-            await _flowing(student, teacher, guest)
-            assert len({t["user_id"] for t in (await student.evaluate("window.mediaState"))["tracks"].values()}) == 2
-        finally:
-            await browser.close()
+    async with _classroom(server, 3) as (teacher, open_page):
+        student = await open_page("role=receive&peer=student&user=1&glare=1")
+        await _until(lambda: _decodes(student, 10), 30, "the student decodes the teacher")
+        guest = await open_page("role=publish&peer=guest&user=3&audio=0")
+        await _until(lambda: _held(student), 30, "the relay's offer of the guest's camera reaches the student")
+        await student.evaluate("window.startPublishing()")
+        await _until(lambda: _decodes(teacher, 10), 30, "the teacher decodes the student")
+        await _until(lambda: _decodes(student, 40), 30, "the student decodes the teacher and the guest")
+        assert (await student.evaluate("window.mediaState"))["glare"] >= 1, "the offers crossed"
+        await _flowing(student, teacher, guest)
+        assert len({t["user_id"] for t in (await student.evaluate("window.mediaState"))["tracks"].values()}) == 2
 
 
 async def _has_sources(relay: Relay, count: int) -> bool:
