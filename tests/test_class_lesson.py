@@ -259,6 +259,9 @@ async def test_a_second_device_and_a_quick_reconnect_leave_one_seat(api: Api, hu
     assert (await laptop.ok("join_class", {"class_id": class_id}))["placement"] == "joined"
     await phone.ok("raise_hand", {"class_id": class_id})
     await phone.close()  # one device gone: still in, hand still up
+    # The server handles the phone's disconnect on its own schedule, unordered with the other connections'
+    # requests: were it handled after the laptop's leave below, that leave would not be the last connection's.
+    await _until_connections(api, class_id, ana.id, 1)
     sentinel = await t.ok("lock_class", {"class_id": class_id, "locked": False})
     assert ana.id in ids(sentinel["room"]["participants"]) and sentinel["room"]["hands"] == [ana.id]
     await t.until("class_locked", lambda f: True)
@@ -270,6 +273,21 @@ async def test_a_second_device_and_a_quick_reconnect_leave_one_seat(api: Api, hu
     report = expect(await api.call("GET", f"/api/classes/{class_id}/attendance", teacher))
     line = next(x for x in report["students"] if x["user_id"] == ana.id)
     assert line["first_join"] is not None and line["last_leave"] is not None
+
+
+async def _until_connections(api: Api, class_id: int, user_id: int, count: int) -> None:
+    """Wait until the server's room counts ``count`` connections of ``user_id`` (what no event tells a client)."""
+    from server.hub.setup import SIO
+
+    namespace = api.client.app[SIO].namespace_handlers["/"]
+    deadline = asyncio.get_running_loop().time() + 5
+    while True:
+        room = await namespace.parts.rooms.get(str(class_id))
+        participant = room.participants.get(user_id) if room is not None else None
+        if participant is not None and participant.connections == count:
+            return
+        assert asyncio.get_running_loop().time() < deadline, f"the room never counted {count} connections"
+        await asyncio.sleep(0.01)
 
 
 async def test_students_arriving_before_the_start_are_seated_when_it_starts(api: Api, hub: Hub) -> None:
